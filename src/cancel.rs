@@ -1,0 +1,195 @@
+//! One `cancelPayment`, from a parsed request to the exact bytes of its answer (DESIGN.md, "One
+//! cancel, end to end", steps 2 to 5). Transport-free: the HTTP layer and library users call it
+//! alike. A fault before the commit answers `U` and stores nothing, so Alipay+'s retry is
+//! processed afresh; `S` is only returned after the commit that guarantees the refund.
+
+use crate::domain::{CancellationWindow, Clock, Decision, Payment, Rejection, decide};
+use crate::protocol::{CancelPaymentRequest, ResultCode, result_body};
+use crate::store::{NewCancellation, QueuedRefund, Recorded, StoredAnswer, Store};
+use crate::wallet::{Wallet, WalletError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// The answer to one request: the code, for logs and metrics, and the exact body to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub code: ResultCode,
+    pub body: Vec<u8>,
+    /// True when the body is a stored answer sent again.
+    pub replayed: bool,
+}
+
+impl Answer {
+    pub fn fresh(code: ResultCode, message: &str) -> Self {
+        Self {
+            code,
+            body: result_body(code, message),
+            replayed: false,
+        }
+    }
+
+    fn unknown() -> Self {
+        Self::fresh(
+            ResultCode::UnknownException,
+            ResultCode::UnknownException.default_message(),
+        )
+    }
+}
+
+/// Decides and records cancellations.
+pub struct CancelService {
+    store: Store,
+    wallet: Arc<dyn Wallet>,
+    clock: Arc<dyn Clock>,
+    window: CancellationWindow,
+    psp_id: String,
+    lookup_timeout: Duration,
+    work_ready: Arc<Notify>,
+}
+
+impl CancelService {
+    pub fn new(
+        store: Store,
+        wallet: Arc<dyn Wallet>,
+        clock: Arc<dyn Clock>,
+        window: CancellationWindow,
+        psp_id: String,
+        lookup_timeout: Duration,
+    ) -> Self {
+        Self {
+            store,
+            wallet,
+            clock,
+            window,
+            psp_id,
+            lookup_timeout,
+            work_ready: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Signalled whenever a cancellation with money work is committed by this instance, so a
+    /// refund engine in the same process can start at once instead of at its next poll.
+    pub fn work_ready(&self) -> Arc<Notify> {
+        self.work_ready.clone()
+    }
+
+    pub async fn cancel(&self, request: &CancelPaymentRequest) -> Answer {
+        let started = Instant::now();
+        let answer = self.answer(request).await;
+        tracing::info!(
+            payment_request_id = %request.payment_request_id,
+            result_code = answer.code.as_str(),
+            replayed = answer.replayed,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "cancelPayment answered"
+        );
+        answer
+    }
+
+    async fn answer(&self, request: &CancelPaymentRequest) -> Answer {
+        if request.psp_id != self.psp_id {
+            return Answer::fresh(
+                ResultCode::AccessDenied,
+                "pspId does not name this MPP",
+            );
+        }
+        let id = request.payment_request_id.as_str();
+        match self.store.stored_answer(id).await {
+            Ok(Some(stored)) => return replay(request, stored),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(payment_request_id = id, error = %e, "reading the stored answer failed");
+                return Answer::unknown();
+            }
+        }
+        let payment = match self.look_up(id).await {
+            Ok(payment) => payment,
+            Err(e) => {
+                tracing::error!(payment_request_id = id, error = %e, "payment lookup failed");
+                return Answer::unknown();
+            }
+        };
+        let now = self.clock.now();
+        let decision = decide(payment.as_ref(), &self.window, now);
+        let code = match decision {
+            Decision::Accept { .. } => ResultCode::Success,
+            Decision::Reject(Rejection::WindowClosed) => ResultCode::CancelWindowExceed,
+            Decision::Reject(Rejection::AlreadyRefunded) => ResultCode::ProcessFail,
+        };
+        let body = result_body(code, code.default_message());
+        let state = decision.state();
+        let refund = match (&decision, &payment) {
+            (Decision::Accept { refund: Some(amount), .. }, Some(p)) => Some(QueuedRefund {
+                payment_id: &p.payment_id,
+                amount: *amount,
+            }),
+            _ => None,
+        };
+        let new = NewCancellation {
+            payment_request_id: id,
+            acquirer_id: &request.acquirer_id,
+            psp_id: &request.psp_id,
+            state,
+            result_code: code.as_str(),
+            result_status: code.status().as_str(),
+            response_body: &body,
+            payment_id: payment.as_ref().map(|p| p.payment_id.as_str()),
+            payment_status: payment.as_ref().map(|p| p.status.as_str()),
+            amount: payment.as_ref().map(|p| p.amount),
+            payment_created_at: payment.as_ref().map(|p| p.created_at),
+            settlement_date: self
+                .window
+                .settlement_day(payment.as_ref().map_or(now, |p| p.created_at)),
+            now,
+            refund,
+        };
+        match self.store.record(&new).await {
+            Ok(Recorded::Inserted) => {
+                tracing::info!(payment_request_id = id, state = %state, "cancellation recorded");
+                if state.has_money_work() {
+                    self.work_ready.notify_one();
+                }
+                Answer {
+                    code,
+                    body,
+                    replayed: false,
+                }
+            }
+            Ok(Recorded::Existing(stored)) => replay(request, stored),
+            Err(e) => {
+                tracing::error!(payment_request_id = id, error = %e, "recording the cancellation failed");
+                Answer::unknown()
+            }
+        }
+    }
+
+    async fn look_up(&self, id: &str) -> Result<Option<Payment>, WalletError> {
+        let timeout_ms = u64::try_from(self.lookup_timeout.as_millis()).unwrap_or(u64::MAX);
+        let payment = tokio::time::timeout(self.lookup_timeout, self.wallet.payment(id))
+            .await
+            .map_err(|_| WalletError::Timeout(timeout_ms))??;
+        match payment {
+            Some(p) if p.payment_request_id != id => Err(WalletError::BadAnswer(format!(
+                "asked for payment {id:?}, got {:?}",
+                p.payment_request_id
+            ))),
+            other => Ok(other),
+        }
+    }
+}
+
+/// The stored answer, provided the request is the same one that was answered.
+fn replay(request: &CancelPaymentRequest, stored: StoredAnswer) -> Answer {
+    if stored.acquirer_id != request.acquirer_id || stored.psp_id != request.psp_id {
+        return Answer::fresh(
+            ResultCode::ParamIllegal,
+            "acquirerId or pspId differs from the original request for this paymentRequestId",
+        );
+    }
+    Answer {
+        code: ResultCode::parse(&stored.result_code).unwrap_or(ResultCode::Success),
+        body: stored.response_body,
+        replayed: true,
+    }
+}

@@ -1,0 +1,223 @@
+//! Configuration: `config/default.toml`, then `config/{APP_ENV}.toml` (`local` by default), then
+//! environment variables `MPP_CANCEL__{SECTION}__{KEY}`; `DATABASE_URL` wins over `database.url`.
+//! Every key has a default here, so the binary also runs with no files at all.
+
+use crate::domain::{CancellationWindow, WindowConfigError};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A value that must never reach a log line: `Debug` and `Display` print `[redacted]`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub internal: InternalSettings,
+    pub database: DatabaseSettings,
+    pub alipayplus: AlipayPlusSettings,
+    pub cancel: CancelSettings,
+    pub refunds: RefundSettings,
+    pub wallet: WalletSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    /// Public listener, the one Alipay+ calls.
+    pub listen: String,
+    /// cancelPayment is served at `{base_path}/v1/payments/cancelPayment`.
+    pub base_path: String,
+    /// Larger request bodies are refused with PARAM_ILLEGAL before being read in full.
+    pub max_body_bytes: usize,
+    /// HTTP worker threads (0: one per core).
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InternalSettings {
+    pub listen: String,
+    /// Bearer token for the internal API's writes; unset: writes are refused.
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: Option<Secret>,
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before answering `U`.
+    pub acquire_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AlipayPlusSettings {
+    /// Our MPP id: any other pspId gets ACCESS_DENIED.
+    pub psp_id: String,
+    /// The Client-Id Alipay+ uses.
+    pub client_id: String,
+    pub verify_signatures: bool,
+    /// keyVersion -> Alipay+'s public key (base64 X.509 SubjectPublicKeyInfo DER, or PEM).
+    #[serde(default)]
+    pub public_keys: BTreeMap<String, String>,
+    /// Our private key (PKCS#8, base64 DER or PEM) used to sign responses.
+    pub private_key_file: Option<PathBuf>,
+    pub private_key: Option<Secret>,
+    /// The keyVersion we sign with.
+    pub key_version: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CancelSettings {
+    /// IANA zone T is counted in (`Etc/GMT-8` is UTC+8).
+    pub timezone: String,
+    /// The time on T+1 after which a payment cannot be cancelled, `HH:MM`.
+    pub cutoff: String,
+    /// How long a cancel waits for the wallet's payment lookup before answering `U`.
+    pub lookup_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RefundSettings {
+    pub workers: usize,
+    pub poll_interval_ms: u64,
+    pub max_attempts: i32,
+    pub lease_seconds: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WalletKind {
+    Demo,
+    Http,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WalletSettings {
+    pub kind: WalletKind,
+    pub base_url: Option<String>,
+    pub token: Option<Secret>,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error(transparent)]
+    Window(#[from] WindowConfigError),
+    #[error("server.base_path {0:?} must start with '/' and not end with '/'")]
+    BasePath(String),
+}
+
+impl Settings {
+    /// Loads the layered configuration from `dir` (usually `config/`).
+    pub fn load(dir: &Path) -> Result<Self, SettingsError> {
+        let app_env = std::env::var("APP_ENV").unwrap_or_else(|_| "local".to_owned());
+        let builder = defaults(config::Config::builder())?
+            .add_source(config::File::from(dir.join("default.toml")).required(false))
+            .add_source(config::File::from(dir.join(format!("{app_env}.toml"))).required(false))
+            .add_source(
+                config::Environment::with_prefix("MPP_CANCEL")
+                    .prefix_separator("__")
+                    .separator("__"),
+            );
+        let builder = match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => builder.set_override("database.url", url)?,
+            _ => builder,
+        };
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The defaults alone (plus `DATABASE_URL`): what tests and library users start from.
+    pub fn defaults() -> Self {
+        defaults(config::Config::builder())
+            .and_then(|b| b.build())
+            .and_then(|c| c.try_deserialize())
+            .expect("the built-in defaults deserialize")
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.cancel_window()?;
+        let base = &self.server.base_path;
+        if !base.is_empty() && (!base.starts_with('/') || base.ends_with('/')) {
+            return Err(SettingsError::BasePath(base.clone()));
+        }
+        Ok(())
+    }
+
+    pub fn cancel_window(&self) -> Result<CancellationWindow, WindowConfigError> {
+        CancellationWindow::parse(&self.cancel.timezone, &self.cancel.cutoff)
+    }
+
+    /// The path Alipay+ posts cancelPayment to.
+    pub fn cancel_path(&self) -> String {
+        format!("{}/v1/payments/cancelPayment", self.server.base_path)
+    }
+}
+
+type Builder = config::ConfigBuilder<config::builder::DefaultState>;
+
+fn defaults(b: Builder) -> Result<Builder, config::ConfigError> {
+    b.set_default("server.listen", "127.0.0.1:8080")?
+        .set_default("server.base_path", "/aps/api")?
+        .set_default("server.max_body_bytes", 8192)?
+        .set_default("server.workers", 0)?
+        .set_default("internal.listen", "127.0.0.1:8081")?
+        .set_default("database.max_connections", 20)?
+        .set_default("database.acquire_timeout_ms", 2000)?
+        .set_default("alipayplus.psp_id", "1022172000000000001")?
+        .set_default("alipayplus.client_id", "SANDBOX_CLIENT")?
+        .set_default("alipayplus.verify_signatures", true)?
+        .set_default("alipayplus.key_version", "1")?
+        .set_default("cancel.timezone", "Etc/GMT-8")?
+        .set_default("cancel.cutoff", "00:30")?
+        .set_default("cancel.lookup_timeout_ms", 3000)?
+        .set_default("refunds.workers", 4)?
+        .set_default("refunds.poll_interval_ms", 500)?
+        .set_default("refunds.max_attempts", 20)?
+        .set_default("refunds.lease_seconds", 60)?
+        .set_default("wallet.kind", "demo")?
+        .set_default("wallet.timeout_ms", 5000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let s = Settings::defaults();
+        assert_eq!(s.server.listen, "127.0.0.1:8080");
+        assert_eq!(s.cancel_path(), "/aps/api/v1/payments/cancelPayment");
+        assert_eq!(s.internal.listen, "127.0.0.1:8081");
+        assert!(s.alipayplus.verify_signatures);
+        assert_eq!(s.wallet.kind, WalletKind::Demo);
+        assert_eq!(s.cancel_window().unwrap(), CancellationWindow::default());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        assert_eq!(s.expose(), "hunter2");
+    }
+}

@@ -1,0 +1,18 @@
+//! The rules of a cancellation, as plain data and functions: no I/O, no actix, no sqlx.
+//!
+//! Everything here is decided from values handed in (the payment as the wallet sees it, the
+//! current time from a [`Clock`]) so each rule is tested in microseconds and reads like the spec.
+
+pub mod clock;
+pub mod decision;
+pub mod money;
+pub mod payment;
+pub mod state;
+pub mod window;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use decision::{Decision, Rejection, decide};
+pub use money::{Currency, Money, MoneyError};
+pub use payment::{Payment, PaymentStatus};
+pub use state::CancellationState;
+pub use window::{CancellationWindow, WindowConfigError};

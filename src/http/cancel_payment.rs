@@ -1,0 +1,77 @@
+//! `POST {base_path}/v1/payments/cancelPayment`: checks the envelope (media type, size), parses
+//! the body strictly and hands the request to the [`CancelService`](crate::cancel::CancelService).
+
+use super::{PublicState, respond, send};
+use crate::protocol::{CancelPaymentRequest, ResultCode};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+
+pub(super) async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<PublicState>,
+) -> HttpResponse {
+    if !is_json(&req) {
+        return respond(&req, ResultCode::MediaTypeNotAcceptable, None);
+    }
+    let body = match read_body(&req, payload, state.max_body_bytes).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            let message = format!("the request body exceeds {} bytes", state.max_body_bytes);
+            return respond(&req, ResultCode::ParamIllegal, Some(&message));
+        }
+        Err(BodyError::Broken) => {
+            return respond(
+                &req,
+                ResultCode::ParamIllegal,
+                Some("the request body could not be read"),
+            );
+        }
+    };
+    let request = match CancelPaymentRequest::parse(&body) {
+        Ok(request) => request,
+        Err(e) => return respond(&req, ResultCode::ParamIllegal, Some(&e.to_string())),
+    };
+    let answer = state.service.cancel(&request).await;
+    send(&req, answer.code, answer.body)
+}
+
+/// `application/json`, with or without parameters (`; charset=UTF-8`).
+fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+/// Reads the whole body, refusing as soon as it is known to exceed `limit`.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(512).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Broken)?;
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

@@ -1,0 +1,185 @@
+//! The `cancellations` table: the idempotency record, its stored answer and the queued work.
+
+use super::Store;
+use crate::domain::{CancellationState, Money};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::json;
+
+/// A decided cancellation, about to be made durable.
+#[derive(Debug, Clone)]
+pub struct NewCancellation<'a> {
+    pub payment_request_id: &'a str,
+    pub acquirer_id: &'a str,
+    pub psp_id: &'a str,
+    pub state: CancellationState,
+    pub result_code: &'static str,
+    pub result_status: &'static str,
+    pub response_body: &'a [u8],
+    pub payment_id: Option<&'a str>,
+    pub payment_status: Option<&'static str>,
+    pub amount: Option<Money>,
+    pub payment_created_at: Option<DateTime<Utc>>,
+    pub settlement_date: NaiveDate,
+    pub now: DateTime<Utc>,
+    /// The refund owed, queued in the same transaction.
+    pub refund: Option<QueuedRefund<'a>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueuedRefund<'a> {
+    pub payment_id: &'a str,
+    pub amount: Money,
+}
+
+/// The answer stored for a paymentRequestId, with what it was given for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub acquirer_id: String,
+    pub psp_id: String,
+    pub result_code: String,
+    pub state: String,
+    pub response_body: Vec<u8>,
+}
+
+/// What [`Store::record`] did.
+#[derive(Debug)]
+pub enum Recorded {
+    /// This call's decision is now durable (and its work queued).
+    Inserted,
+    /// Another request for the same id got there first; this is its answer.
+    Existing(StoredAnswer),
+}
+
+/// A cancellation as the guard API and operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CancellationRecord {
+    pub payment_request_id: String,
+    pub acquirer_id: String,
+    pub psp_id: String,
+    pub state: String,
+    pub result_code: String,
+    pub result_status: String,
+    pub payment_id: Option<String>,
+    pub payment_status: Option<String>,
+    pub amount_value: Option<i64>,
+    pub currency: Option<String>,
+    pub payment_created_at: Option<DateTime<Utc>>,
+    pub settlement_date: NaiveDate,
+    pub requested_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub refund_id: Option<uuid::Uuid>,
+    pub refund_status: Option<String>,
+}
+
+impl Store {
+    /// The stored answer for an id, if it was ever answered.
+    pub async fn stored_answer(
+        &self,
+        payment_request_id: &str,
+    ) -> Result<Option<StoredAnswer>, sqlx::Error> {
+        sqlx::query_as!(
+            StoredAnswer,
+            r#"SELECT acquirer_id, psp_id, result_code, state, response_body
+                 FROM cancellations WHERE payment_request_id = $1"#,
+            payment_request_id
+        )
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Makes a decision durable, in one transaction: the cancellation row, the refund it owes
+    /// (at most one per id: primary key) and the audit event. If a concurrent request for the
+    /// same id committed first, the insert waits for it and this returns its answer instead.
+    pub async fn record(&self, new: &NewCancellation<'_>) -> Result<Recorded, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let next_attempt_at = new.state.has_money_work().then_some(new.now);
+        let inserted = sqlx::query_scalar!(
+            r#"INSERT INTO cancellations
+                 (payment_request_id, acquirer_id, psp_id, state, result_code, result_status,
+                  response_body, payment_id, payment_status, amount_value, currency,
+                  payment_created_at, settlement_date, requested_at, updated_at, next_attempt_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)
+               ON CONFLICT (payment_request_id) DO NOTHING
+               RETURNING 1 AS "one!""#,
+            new.payment_request_id,
+            new.acquirer_id,
+            new.psp_id,
+            new.state.as_str(),
+            new.result_code,
+            new.result_status,
+            new.response_body,
+            new.payment_id,
+            new.payment_status,
+            new.amount.map(|a| a.minor_units),
+            new.amount.map(|a| a.currency.code()),
+            new.payment_created_at,
+            new.settlement_date,
+            new.now,
+            next_attempt_at,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if inserted.is_none() {
+            tx.rollback().await?;
+            let existing = self.stored_answer(new.payment_request_id).await?;
+            // The row cannot vanish (rows are never deleted), so a conflict means it is there.
+            return existing
+                .map(Recorded::Existing)
+                .ok_or(sqlx::Error::RowNotFound);
+        }
+        if let Some(refund) = &new.refund {
+            sqlx::query!(
+                r#"INSERT INTO refunds (payment_request_id, payment_id, amount_value, currency, created_at)
+                   VALUES ($1, $2, $3, $4, $5)"#,
+                new.payment_request_id,
+                refund.payment_id,
+                refund.amount.minor_units,
+                refund.amount.currency.code(),
+                new.now,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        let detail = json!({
+            "resultCode": new.result_code,
+            "paymentStatus": new.payment_status,
+            "refund": new.refund.as_ref().map(|r| r.amount.to_string()),
+        });
+        sqlx::query!(
+            r#"INSERT INTO audit_events (payment_request_id, occurred_at, event, to_state, detail)
+               VALUES ($1, $2, 'cancel_decided', $3, $4::text::jsonb)"#,
+            new.payment_request_id,
+            new.now,
+            new.state.as_str(),
+            detail.to_string(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Recorded::Inserted)
+    }
+
+    /// The cancellation of an id with its refund, if Alipay+ ever cancelled it.
+    pub async fn cancellation(
+        &self,
+        payment_request_id: &str,
+    ) -> Result<Option<CancellationRecord>, sqlx::Error> {
+        sqlx::query_as!(
+            CancellationRecord,
+            r#"SELECT c.payment_request_id, c.acquirer_id, c.psp_id, c.state, c.result_code,
+                      c.result_status, c.payment_id, c.payment_status, c.amount_value, c.currency,
+                      c.payment_created_at, c.settlement_date, c.requested_at, c.updated_at,
+                      c.attempts, c.next_attempt_at, c.last_error,
+                      r.refund_id AS "refund_id?", r.status AS "refund_status?"
+                 FROM cancellations c
+                 LEFT JOIN refunds r ON r.payment_request_id = c.payment_request_id
+                WHERE c.payment_request_id = $1"#,
+            payment_request_id
+        )
+        .fetch_optional(&self.pool)
+        .await
+    }
+}

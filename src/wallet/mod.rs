@@ -1,0 +1,84 @@
+//! The MPP's ledger, as this service sees it: the [`Wallet`] trait and the adapters shipped with
+//! it. An MPP with Rust implements the trait; one without deploys the binary with the HTTP
+//! adapter. Every operation must be idempotent on the wallet's side: the engine retries.
+
+pub mod demo;
+
+use crate::domain::{Money, Payment};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+pub use demo::DemoWallet;
+
+/// What closing an in-flight payment found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// The payment was stopped before taking money.
+    Closed,
+    /// It had already succeeded: the money must be refunded.
+    AlreadySucceeded,
+    /// It had already failed: nothing to give back.
+    AlreadyFailed,
+    /// The wallet cannot tell yet; ask again later.
+    Pending,
+}
+
+/// One refund, identified by `refund_id`: the same id on every attempt for one cancellation, so
+/// the wallet can dedupe retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundOrder {
+    pub refund_id: uuid::Uuid,
+    pub payment_request_id: String,
+    pub payment_id: String,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundOutcome {
+    /// The money is back with the user. `amount` is what the wallet says it refunded.
+    Succeeded {
+        amount: Option<Money>,
+        reference: Option<String>,
+    },
+    /// Accepted, not finished: ask again later with the same order.
+    Pending,
+    /// The wallet will never perform this refund; a person must look.
+    Failed { reason: String },
+}
+
+/// A fault talking to the wallet. Always retried (the operation is idempotent).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WalletError {
+    #[error("the wallet did not answer within {0} ms")]
+    Timeout(u64),
+    #[error("the wallet is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the wallet answered outside its contract: {0}")]
+    BadAnswer(String),
+}
+
+/// The MPP's ledger.
+#[async_trait]
+pub trait Wallet: Send + Sync + 'static {
+    /// The payment Alipay+ knows as `payment_request_id`, or `None` if the wallet never saw it.
+    async fn payment(&self, payment_request_id: &str) -> Result<Option<Payment>, WalletError>;
+
+    /// Stops a payment that is still in flight, or reports how it ended.
+    async fn close(&self, payment_request_id: &str) -> Result<CloseOutcome, WalletError>;
+
+    /// Gives the order's amount back to the user, once per `refund_id`.
+    async fn refund(&self, order: &RefundOrder) -> Result<RefundOutcome, WalletError>;
+}
+
+#[async_trait]
+impl<W: Wallet + ?Sized> Wallet for Arc<W> {
+    async fn payment(&self, payment_request_id: &str) -> Result<Option<Payment>, WalletError> {
+        (**self).payment(payment_request_id).await
+    }
+    async fn close(&self, payment_request_id: &str) -> Result<CloseOutcome, WalletError> {
+        (**self).close(payment_request_id).await
+    }
+    async fn refund(&self, order: &RefundOrder) -> Result<RefundOutcome, WalletError> {
+        (**self).refund(order).await
+    }
+}
