@@ -30,9 +30,9 @@ impl Components {
         let store = connect(settings)?;
         let wallet: Arc<dyn Wallet> = match settings.wallet.kind {
             WalletKind::Demo => Arc::new(DemoWallet::new(store.pool().clone())),
-            WalletKind::Http => anyhow::bail!(
-                "wallet.kind = \"http\" is not available in this build; use \"demo\""
-            ),
+            WalletKind::Http => {
+                anyhow::bail!("wallet.kind = \"http\" is not available in this build; use \"demo\"")
+            }
         };
         Ok(Self {
             store,
@@ -57,7 +57,10 @@ pub fn connect(settings: &Settings) -> anyhow::Result<Store> {
 }
 
 /// The cancel service for `settings` over `components`.
-pub fn cancel_service(settings: &Settings, components: &Components) -> anyhow::Result<CancelService> {
+pub fn cancel_service(
+    settings: &Settings,
+    components: &Components,
+) -> anyhow::Result<CancelService> {
     Ok(CancelService::new(
         components.store.clone(),
         components.wallet.clone(),

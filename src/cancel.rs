@@ -5,7 +5,7 @@
 
 use crate::domain::{CancellationWindow, Clock, Decision, Payment, Rejection, decide};
 use crate::protocol::{CancelPaymentRequest, ResultCode, result_body};
-use crate::store::{NewCancellation, QueuedRefund, Recorded, StoredAnswer, Store};
+use crate::store::{NewCancellation, QueuedRefund, Recorded, Store, StoredAnswer};
 use crate::wallet::{Wallet, WalletError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,10 +89,7 @@ impl CancelService {
 
     async fn answer(&self, request: &CancelPaymentRequest) -> Answer {
         if request.psp_id != self.psp_id {
-            return Answer::fresh(
-                ResultCode::AccessDenied,
-                "pspId does not name this MPP",
-            );
+            return Answer::fresh(ResultCode::AccessDenied, "pspId does not name this MPP");
         }
         let id = request.payment_request_id.as_str();
         match self.store.stored_answer(id).await {
@@ -120,7 +117,13 @@ impl CancelService {
         let body = result_body(code, code.default_message());
         let state = decision.state();
         let refund = match (&decision, &payment) {
-            (Decision::Accept { refund: Some(amount), .. }, Some(p)) => Some(QueuedRefund {
+            (
+                Decision::Accept {
+                    refund: Some(amount),
+                    ..
+                },
+                Some(p),
+            ) => Some(QueuedRefund {
                 payment_id: &p.payment_id,
                 amount: *amount,
             }),

@@ -12,10 +12,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "mpp-cancel", version, about = "Alipay+ cancelPayment for wallets (MPPs)")]
+#[command(
+    name = "mpp-cancel",
+    version,
+    about = "Alipay+ cancelPayment for wallets (MPPs)"
+)]
 pub struct Cli {
     /// Directory holding default.toml and {APP_ENV}.toml.
-    #[arg(long, global = true, env = "MPP_CANCEL_CONFIG_DIR", default_value = "config")]
+    #[arg(
+        long,
+        global = true,
+        env = "MPP_CANCEL_CONFIG_DIR",
+        default_value = "config"
+    )]
     pub config_dir: PathBuf,
     #[command(subcommand)]
     pub command: Command,

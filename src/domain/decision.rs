@@ -147,7 +147,11 @@ mod tests {
         let w = CancellationWindow::default();
         for refunded in [1, 1000] {
             assert_eq!(
-                decide(Some(&payment(PaymentStatus::Success, refunded)), &w, utc(INSIDE)),
+                decide(
+                    Some(&payment(PaymentStatus::Success, refunded)),
+                    &w,
+                    utc(INSIDE)
+                ),
                 Decision::Reject(Rejection::AlreadyRefunded)
             );
         }

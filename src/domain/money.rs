@@ -105,7 +105,10 @@ mod tests {
         assert!(Currency::parse("jpy").is_err());
         assert!(Currency::parse("XXX").is_err());
         assert!(Currency::parse("").is_err());
-        assert!(ISO_4217.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
+        assert!(
+            ISO_4217.windows(2).all(|w| w[0] < w[1]),
+            "sorted, no duplicates"
+        );
     }
 
     #[test]
@@ -114,9 +117,6 @@ mod tests {
         for bad in ["", "-1", "1.00", "1e3", " 1", "99999999999999999999"] {
             assert!(Money::parse(bad, "USD").is_err(), "{bad:?}");
         }
-        assert_eq!(
-            Money::parse("0", "USD"),
-            Err(MoneyError::NotPositive(0))
-        );
+        assert_eq!(Money::parse("0", "USD"), Err(MoneyError::NotPositive(0)));
     }
 }

@@ -112,7 +112,10 @@ mod tests {
             .collect();
         assert_eq!(
             with_work,
-            [CancellationState::RefundPending, CancellationState::AwaitingOutcome]
+            [
+                CancellationState::RefundPending,
+                CancellationState::AwaitingOutcome
+            ]
         );
         assert!(!CancellationState::Rejected.is_accepted());
         assert!(CancellationState::ManualReview.is_accepted());

@@ -124,7 +124,9 @@ mod tests {
     #[test]
     fn counts_characters_not_bytes() {
         let id = "é".repeat(64);
-        let req = parse(&format!(r#"{{"acquirerId":"a","pspId":"p","paymentRequestId":"{id}"}}"#));
+        let req = parse(&format!(
+            r#"{{"acquirerId":"a","pspId":"p","paymentRequestId":"{id}"}}"#
+        ));
         assert_eq!(req.unwrap().payment_request_id, id);
     }
 }

@@ -3,7 +3,9 @@
 
 mod cancellations;
 
-pub use cancellations::{CancellationRecord, NewCancellation, QueuedRefund, Recorded, StoredAnswer};
+pub use cancellations::{
+    CancellationRecord, NewCancellation, QueuedRefund, Recorded, StoredAnswer,
+};
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -1,0 +1,108 @@
+//! The demo wallet kept in PostgreSQL behaves like a careful ledger.
+
+use crate::support::at;
+use crate::support::db::TestDb;
+use mpp_cancel::domain::{Currency, Money, PaymentStatus};
+use mpp_cancel::wallet::demo::{DemoWallet, NewDemoPayment};
+use mpp_cancel::wallet::{CloseOutcome, RefundOrder, RefundOutcome, Wallet};
+
+fn payment(id: &str, status: PaymentStatus) -> NewDemoPayment {
+    NewDemoPayment {
+        payment_request_id: id.into(),
+        status,
+        amount: Money::new(2500, Currency::parse("HKD").unwrap()).unwrap(),
+        created_at: at("2026-11-20T09:30:00+08:00"),
+        refunded_minor_units: 0,
+    }
+}
+
+#[tokio::test]
+async fn payments_round_trip() {
+    let db = TestDb::new().await;
+    let wallet = DemoWallet::new(db.pool.clone());
+    let payment_id = wallet
+        .create_payment(&payment("demo-1", PaymentStatus::Success))
+        .await
+        .unwrap();
+
+    let found = wallet.payment("demo-1").await.unwrap().unwrap();
+
+    assert_eq!(found.payment_id, payment_id);
+    assert_eq!(found.status, PaymentStatus::Success);
+    assert_eq!(found.amount.to_string(), "2500 HKD");
+    assert_eq!(found.created_at, at("2026-11-20T09:30:00+08:00"));
+    assert_eq!(wallet.payment("demo-unknown").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn closing_fails_a_processing_payment_and_reports_finished_ones() {
+    let db = TestDb::new().await;
+    let wallet = DemoWallet::new(db.pool.clone());
+    wallet
+        .create_payment(&payment("p", PaymentStatus::Processing))
+        .await
+        .unwrap();
+    wallet
+        .create_payment(&payment("s", PaymentStatus::Success))
+        .await
+        .unwrap();
+    wallet
+        .create_payment(&payment("f", PaymentStatus::Failed))
+        .await
+        .unwrap();
+
+    assert_eq!(wallet.close("p").await.unwrap(), CloseOutcome::Closed);
+    assert_eq!(
+        wallet.payment("p").await.unwrap().unwrap().status,
+        PaymentStatus::Failed
+    );
+    assert_eq!(
+        wallet.close("p").await.unwrap(),
+        CloseOutcome::AlreadyFailed
+    );
+    assert_eq!(
+        wallet.close("s").await.unwrap(),
+        CloseOutcome::AlreadySucceeded
+    );
+    assert_eq!(
+        wallet.close("f").await.unwrap(),
+        CloseOutcome::AlreadyFailed
+    );
+}
+
+#[tokio::test]
+async fn a_refund_is_performed_once_per_refund_id() {
+    let db = TestDb::new().await;
+    let wallet = DemoWallet::new(db.pool.clone());
+    let payment_id = wallet
+        .create_payment(&payment("r", PaymentStatus::Success))
+        .await
+        .unwrap();
+    let order = RefundOrder {
+        refund_id: uuid::Uuid::new_v4(),
+        payment_request_id: "r".into(),
+        payment_id,
+        amount: Money::new(2500, Currency::parse("HKD").unwrap()).unwrap(),
+    };
+
+    for _ in 0..3 {
+        let outcome = wallet.refund(&order).await.unwrap();
+        assert!(
+            matches!(outcome, RefundOutcome::Succeeded { amount: Some(a), .. } if a == order.amount)
+        );
+    }
+
+    assert_eq!(
+        wallet.refunds_of("r").await.unwrap(),
+        vec![(order.refund_id, 2500)]
+    );
+    assert_eq!(
+        wallet
+            .payment("r")
+            .await
+            .unwrap()
+            .unwrap()
+            .refunded_minor_units,
+        2500
+    );
+}

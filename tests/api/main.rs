@@ -1,0 +1,12 @@
+//! Integration tests: the real server on port 0, each test with its own PostgreSQL database.
+//! Only the wallet (the MPP's ledger) is a test double. Run through `scripts/test`, which starts
+//! a private PostgreSQL when DATABASE_URL is unset.
+
+mod bad_input;
+mod cancel_states;
+mod db_faults;
+mod demo_wallet;
+mod idempotency;
+mod seeds;
+mod support;
+mod window_edges;

@@ -1,0 +1,115 @@
+//! A scriptable in-memory wallet: the one test double (the wallet belongs to the MPP).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mpp_cancel::domain::{Currency, Money, Payment, PaymentStatus};
+use mpp_cancel::wallet::{CloseOutcome, RefundOrder, RefundOutcome, Wallet, WalletError};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct TestWallet {
+    payments: Mutex<HashMap<String, Payment>>,
+    /// The next N lookups fail with `Unavailable`.
+    failing_lookups: AtomicUsize,
+    lookup_delay: Mutex<Option<Duration>>,
+    pub lookups: AtomicUsize,
+    pub refunds: Mutex<Vec<RefundOrder>>,
+}
+
+impl TestWallet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(
+        &self,
+        id: &str,
+        status: PaymentStatus,
+        minor_units: i64,
+        currency: &str,
+        created_at: DateTime<Utc>,
+    ) -> Payment {
+        let payment = Payment {
+            payment_request_id: id.to_owned(),
+            payment_id: format!("wallet-{id}"),
+            status,
+            amount: Money::new(
+                minor_units,
+                Currency::parse(currency).expect("test currency"),
+            )
+            .expect("test amount"),
+            created_at,
+            refunded_minor_units: 0,
+        };
+        self.put(payment.clone());
+        payment
+    }
+
+    pub fn put(&self, payment: Payment) {
+        self.payments
+            .lock()
+            .unwrap()
+            .insert(payment.payment_request_id.clone(), payment);
+    }
+
+    pub fn fail_next_lookups(&self, n: usize) {
+        self.failing_lookups.store(n, Ordering::SeqCst);
+    }
+
+    pub fn delay_lookups(&self, by: Duration) {
+        *self.lookup_delay.lock().unwrap() = Some(by);
+    }
+
+    pub fn lookup_count(&self) -> usize {
+        self.lookups.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Wallet for TestWallet {
+    async fn payment(&self, payment_request_id: &str) -> Result<Option<Payment>, WalletError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        let delay = *self.lookup_delay.lock().unwrap();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        let failing = self
+            .failing_lookups
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(WalletError::Unavailable("scripted failure".into()));
+        }
+        Ok(self
+            .payments
+            .lock()
+            .unwrap()
+            .get(payment_request_id)
+            .cloned())
+    }
+
+    async fn close(&self, payment_request_id: &str) -> Result<CloseOutcome, WalletError> {
+        let mut payments = self.payments.lock().unwrap();
+        Ok(match payments.get_mut(payment_request_id) {
+            None => CloseOutcome::Closed,
+            Some(p) => match p.status {
+                PaymentStatus::Processing => {
+                    p.status = PaymentStatus::Failed;
+                    CloseOutcome::Closed
+                }
+                PaymentStatus::Success => CloseOutcome::AlreadySucceeded,
+                PaymentStatus::Failed => CloseOutcome::AlreadyFailed,
+            },
+        })
+    }
+
+    async fn refund(&self, order: &RefundOrder) -> Result<RefundOutcome, WalletError> {
+        self.refunds.lock().unwrap().push(order.clone());
+        Ok(RefundOutcome::Succeeded {
+            amount: Some(order.amount),
+            reference: None,
+        })
+    }
+}
