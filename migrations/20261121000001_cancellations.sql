@@ -26,6 +26,8 @@ CREATE TABLE cancellations (
     attempts            integer     NOT NULL DEFAULT 0,
     next_attempt_at     timestamptz,
     lease_expires_at    timestamptz,
+    -- Who holds the lease: an outcome is only recorded by the claim that still holds it.
+    lease_token         uuid,
     last_error          text,
     -- Money work is due exactly in the states that have it.
     CONSTRAINT due_only_with_work CHECK (

@@ -4,6 +4,8 @@
 use crate::cancel::CancelService;
 use crate::config::{Settings, WalletKind};
 use crate::domain::{Clock, SystemClock};
+use crate::engine::{EngineConfig, RefundEngine};
+use crate::http::internal::InternalState;
 use crate::http::{self, PublicState};
 use crate::store::Store;
 use crate::wallet::{DemoWallet, Wallet};
@@ -14,6 +16,7 @@ use std::net::TcpListener;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// The parts of the service that can be swapped: the database, the wallet, the clock.
 #[derive(Clone)]
@@ -71,38 +74,96 @@ pub fn cancel_service(
     ))
 }
 
-/// The running public listener.
+/// The running service: the public listener, the internal listener and, unless
+/// `refunds.workers = 0`, the refund engine.
 pub struct Application {
     port: u16,
-    server: actix_web::dev::Server,
+    internal_port: u16,
+    public: actix_web::dev::Server,
+    internal: actix_web::dev::Server,
+    engine: Option<Arc<RefundEngine>>,
     service: Arc<CancelService>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Stops a running [`Application`] gracefully.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    public: actix_web::dev::ServerHandle,
+    internal: actix_web::dev::ServerHandle,
+    engine: watch::Sender<bool>,
+}
+
+impl ShutdownHandle {
+    /// Stop accepting, let in-flight requests finish (bounded), stop the engine after the batch
+    /// it holds.
+    pub async fn stop(&self) {
+        let _ = self.engine.send(true);
+        tokio::join!(self.public.stop(true), self.internal.stop(true));
+    }
 }
 
 impl Application {
-    /// Binds `server.listen` (port 0 picks a free port) and prepares the server.
+    /// Binds `server.listen` and `internal.listen` (port 0 picks a free port) and prepares the
+    /// servers and the engine. Nothing runs until [`Application::run_until_stopped`].
     pub fn build(settings: &Settings, components: &Components) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let port = listener.local_addr()?.port();
+        let internal_listener = TcpListener::bind(&settings.internal.listen)
+            .with_context(|| format!("cannot listen on {}", settings.internal.listen))?;
+        let internal_port = internal_listener.local_addr()?.port();
+
         let service = Arc::new(cancel_service(settings, components)?);
-        let state = web::Data::new(PublicState {
+        let public_state = web::Data::new(PublicState {
             service: service.clone(),
             cancel_path: settings.cancel_path(),
             max_body_bytes: settings.server.max_body_bytes,
         });
-        let mut server = HttpServer::new(move || {
+        let mut public = HttpServer::new(move || {
             App::new()
-                .configure(|cfg| http::configure(cfg, state.clone()))
+                .configure(|cfg| http::configure(cfg, public_state.clone()))
                 .default_service(web::to(http::invalid_api))
         })
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_GRACE_SECONDS)
         .listen(listener)?;
         if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
+            public = public.workers(settings.server.workers);
         }
+
+        let internal_state = web::Data::new(InternalState {
+            store: components.store.clone(),
+            clock: components.clock.clone(),
+            token: settings.internal.token.clone(),
+            wake: service.work_ready(),
+        });
+        let internal = HttpServer::new(move || {
+            App::new().configure(|cfg| http::internal::configure(cfg, internal_state.clone()))
+        })
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_GRACE_SECONDS)
+        .workers(1)
+        .listen(internal_listener)?;
+
+        let engine = (settings.refunds.workers > 0).then(|| {
+            Arc::new(RefundEngine::new(
+                components.store.clone(),
+                components.wallet.clone(),
+                components.clock.clone(),
+                EngineConfig::from_settings(settings),
+                service.work_ready(),
+            ))
+        });
+        let (shutdown, _) = watch::channel(false);
         Ok(Self {
             port,
-            server: server.run(),
+            internal_port,
+            public: public.run(),
+            internal: internal.run(),
+            engine,
             service,
+            shutdown,
         })
     }
 
@@ -110,17 +171,35 @@ impl Application {
         self.port
     }
 
+    pub fn internal_port(&self) -> u16 {
+        self.internal_port
+    }
+
     pub fn service(&self) -> Arc<CancelService> {
         self.service.clone()
     }
 
-    /// A handle to stop the server (gracefully with `stop(true)`).
-    pub fn handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            public: self.public.handle(),
+            internal: self.internal.handle(),
+            engine: self.shutdown.clone(),
+        }
     }
 
-    /// Serves until the server is stopped (SIGTERM/SIGINT or the handle).
+    /// Serves until [`ShutdownHandle::stop`]; returns once the listeners and the engine are done.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let engine = self
+            .engine
+            .map(|engine| tokio::spawn(engine.run(self.shutdown.subscribe())));
+        let (public, internal) = tokio::join!(self.public, self.internal);
+        let _ = self.shutdown.send(true);
+        if let Some(engine) = engine {
+            let _ = engine.await;
+        }
+        public.and(internal)
     }
 }
+
+/// How long in-flight requests get to finish after a stop.
+const SHUTDOWN_GRACE_SECONDS: u64 = 10;

@@ -38,6 +38,16 @@ pub enum Command {
     Migrate,
     /// Show what is stored for a paymentRequestId (state, refund, attempts), as JSON.
     Show { payment_request_id: String },
+    /// Put a cancellation in manual_review back to work, with fresh attempts.
+    Requeue { payment_request_id: String },
+    /// List a settlement day's cancellations (T in cancel.timezone) for the clearing job.
+    Report {
+        /// The settlement day, YYYY-MM-DD.
+        #[arg(long)]
+        date: chrono::NaiveDate,
+        #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
+        format: String,
+    },
     /// The demo wallet kept in PostgreSQL, for trying the service locally.
     Demo {
         #[command(subcommand)]
@@ -117,6 +127,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => anyhow::bail!("no cancellation for {payment_request_id:?}"),
             }
         }
+        Command::Requeue { payment_request_id } => {
+            let store = app::connect(&settings)?;
+            match store
+                .requeue(&payment_request_id, Utc::now(), "cli")
+                .await?
+            {
+                Some(state) => {
+                    println!("{payment_request_id}: requeued as {state}");
+                    Ok(())
+                }
+                None => anyhow::bail!("{payment_request_id:?} is not in manual_review"),
+            }
+        }
+        Command::Report { date, format } => {
+            let store = app::connect(&settings)?;
+            let format: crate::report::Format =
+                format.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let lines = store.settlement_report(date).await?;
+            print!("{}", crate::report::render(&lines, format));
+            Ok(())
+        }
         Command::Demo {
             command:
                 DemoCommand::Pay {
@@ -176,8 +207,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .context("applying migrations (is the database reachable?)")?;
     let application = Application::build(&settings, &components)?;
+    let stopper = application.shutdown_handle();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping: finishing in-flight requests and the refund engine's batch");
+        stopper.stop().await;
+    });
     tracing::info!(
         listen = %settings.server.listen,
+        internal = %settings.internal.listen,
         path = %settings.cancel_path(),
         wallet = ?settings.wallet.kind,
         "serving cancelPayment"
@@ -185,4 +223,27 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     application.run_until_stopped().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGTERM (orchestrators) or SIGINT (Ctrl-C).
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

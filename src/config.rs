@@ -96,9 +96,14 @@ pub struct CancelSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct RefundSettings {
     pub workers: usize,
+    /// Cancellations claimed per transaction and completed per statement.
+    pub batch_size: i64,
+    /// Delay after the first failed attempt; doubles per attempt up to `backoff_max_ms`.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
     pub poll_interval_ms: u64,
     pub max_attempts: i32,
-    pub lease_seconds: i64,
+    pub lease_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -192,6 +197,9 @@ fn defaults(b: Builder) -> Result<Builder, config::ConfigError> {
         .set_default("cancel.cutoff", "00:30")?
         .set_default("cancel.lookup_timeout_ms", 3000)?
         .set_default("refunds.workers", 4)?
+        .set_default("refunds.batch_size", 32)?
+        .set_default("refunds.backoff_base_ms", 1000)?
+        .set_default("refunds.backoff_max_ms", 300_000)?
         .set_default("refunds.poll_interval_ms", 500)?
         .set_default("refunds.max_attempts", 20)?
         .set_default("refunds.lease_seconds", 60)?

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use std::sync::Mutex;
+use std::time::Instant;
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {
@@ -19,36 +20,54 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to: for tests and simulations.
+/// A clock that tests set: frozen (it only moves when told to), or running at real speed from a
+/// chosen instant (for the refund engine, whose backoff must elapse).
 #[derive(Debug)]
-pub struct ManualClock(Mutex<DateTime<Utc>>);
+pub struct ManualClock {
+    /// The time shown at the instant (or always, when frozen).
+    at: Mutex<(DateTime<Utc>, Instant)>,
+    running: bool,
+}
 
 impl ManualClock {
+    /// A frozen clock showing `at`.
     pub fn new(at: DateTime<Utc>) -> Self {
-        Self(Mutex::new(at))
+        Self {
+            at: Mutex::new((at, Instant::now())),
+            running: false,
+        }
+    }
+
+    /// A clock showing `at` now and moving on in real time.
+    pub fn running_from(at: DateTime<Utc>) -> Self {
+        Self {
+            running: true,
+            ..Self::new(at)
+        }
     }
 
     pub fn set(&self, at: DateTime<Utc>) {
         *self
-            .0
+            .at
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = at;
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = (at, Instant::now());
     }
 
     pub fn advance(&self, by: chrono::Duration) {
-        let mut now = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *now += by;
+        self.set(self.now() + by);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self
-            .0
+        let (at, since) = *self
+            .at
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.running {
+            at + chrono::Duration::from_std(since.elapsed()).unwrap_or(chrono::Duration::zero())
+        } else {
+            at
+        }
     }
 }

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod decision;
 pub mod money;
 pub mod payment;
+pub mod retry;
 pub mod state;
 pub mod window;
 
@@ -14,5 +15,6 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{Decision, Rejection, decide};
 pub use money::{Currency, Money, MoneyError};
 pub use payment::{Payment, PaymentStatus};
+pub use retry::Backoff;
 pub use state::CancellationState;
 pub use window::{CancellationWindow, WindowConfigError};

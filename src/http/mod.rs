@@ -3,6 +3,7 @@
 //! treated as unknown and retried), built in one place, [`respond`].
 
 mod cancel_payment;
+pub mod internal;
 
 use crate::cancel::CancelService;
 use crate::protocol::{ResultCode, result_body};

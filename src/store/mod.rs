@@ -2,10 +2,13 @@
 //! keyed by one paymentRequestId, so the tables can be distributed by that key.
 
 mod cancellations;
+mod work;
 
 pub use cancellations::{
     CancellationRecord, NewCancellation, QueuedRefund, Recorded, StoredAnswer,
 };
+
+pub use work::{ClaimedWork, ReportLine, WorkError, WorkOutcome};
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

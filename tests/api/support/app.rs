@@ -14,6 +14,7 @@ use std::time::Duration;
 
 pub const PSP_ID: &str = "1022172000000000001";
 pub const ACQUIRER_ID: &str = "1022188000000000001";
+pub const INTERNAL_TOKEN: &str = "test-internal-token";
 pub const CANCEL_PATH: &str = "/aps/api/v1/payments/cancelPayment";
 
 pub struct TestOptions {
@@ -21,6 +22,8 @@ pub struct TestOptions {
     /// Reach the database through a [`DbProxy`] the test can cut.
     pub behind_proxy: bool,
     pub configure: fn(&mut Settings),
+    /// Run the refund engine (fast retries, running clock). Off: work stays queued, visible.
+    pub engine: bool,
 }
 
 impl Default for TestOptions {
@@ -29,12 +32,14 @@ impl Default for TestOptions {
             now: super::at("2026-11-20T12:00:00+08:00"),
             behind_proxy: false,
             configure: |_| {},
+            engine: false,
         }
     }
 }
 
 pub struct TestApp {
     pub address: String,
+    pub internal_address: String,
     pub db: Arc<TestDb>,
     pub wallet: Arc<TestWallet>,
     pub clock: Arc<ManualClock>,
@@ -43,7 +48,7 @@ pub struct TestApp {
     /// Set with [`TestOptions::behind_proxy`].
     pub proxy: Option<Arc<DbProxy>>,
     store_options: PgConnectOptions,
-    handle: actix_web::dev::ServerHandle,
+    handle: mpp_cancel::app::ShutdownHandle,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -66,11 +71,26 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.alipayplus.verify_signatures = false;
     settings.cancel.lookup_timeout_ms = 1000;
     settings.database.acquire_timeout_ms = 1000;
+    settings.internal.listen = "127.0.0.1:0".into();
+    settings.internal.token = Some(mpp_cancel::config::Secret::new(INTERNAL_TOKEN));
+    settings.refunds.workers = 0;
+    if options.engine {
+        settings.refunds.workers = 2;
+        settings.refunds.poll_interval_ms = 20;
+        settings.refunds.backoff_base_ms = 10;
+        settings.refunds.backoff_max_ms = 100;
+        settings.refunds.lease_seconds = 5;
+        settings.wallet.timeout_ms = 500;
+    }
     (options.configure)(&mut settings);
+    let clock = match options.engine {
+        true => ManualClock::running_from(options.now),
+        false => ManualClock::new(options.now),
+    };
     let mut app = start(
         db,
         Arc::new(TestWallet::new()),
-        Arc::new(ManualClock::new(options.now)),
+        Arc::new(clock),
         store_options,
         settings,
     );
@@ -97,10 +117,12 @@ fn start(
     };
     let application = Application::build(&settings, &components).expect("the app builds");
     let address = format!("http://127.0.0.1:{}", application.port());
-    let handle = application.handle();
+    let internal_address = format!("http://127.0.0.1:{}", application.internal_port());
+    let handle = application.shutdown_handle();
     tokio::spawn(application.run_until_stopped());
     TestApp {
         address,
+        internal_address,
         db,
         wallet,
         clock,
@@ -199,6 +221,6 @@ impl TestApp {
     }
 
     pub async fn stop(&self) {
-        self.handle.stop(true).await;
+        self.handle.stop().await;
     }
 }

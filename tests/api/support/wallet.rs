@@ -4,13 +4,28 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mpp_cancel::domain::{Currency, Money, Payment, PaymentStatus};
 use mpp_cancel::wallet::{CloseOutcome, RefundOrder, RefundOutcome, Wallet, WalletError};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+/// A scripted answer to one `refund` call (after the script: success for the full amount).
+#[derive(Debug, Clone, Copy)]
+pub enum RefundScript {
+    Error,
+    /// Answer after this long (longer than the engine's call timeout: a timeout).
+    Slow(Duration),
+    Pending,
+    Failed,
+    /// Report success for another amount.
+    SucceededWith(i64),
+}
+
 #[derive(Default)]
 pub struct TestWallet {
+    refund_script: Mutex<VecDeque<RefundScript>>,
+    /// refund_id -> amount actually given back (the wallet dedupes on refund_id).
+    pub refunded: Mutex<HashMap<uuid::Uuid, i64>>,
     payments: Mutex<HashMap<String, Payment>>,
     /// The next N lookups fail with `Unavailable`.
     failing_lookups: AtomicUsize,
@@ -63,6 +78,26 @@ impl TestWallet {
         *self.lookup_delay.lock().unwrap() = Some(by);
     }
 
+    pub fn script_refunds(&self, script: impl IntoIterator<Item = RefundScript>) {
+        self.refund_script.lock().unwrap().extend(script);
+    }
+
+    /// Every refund call received, in order.
+    pub fn refund_calls(&self) -> Vec<RefundOrder> {
+        self.refunds.lock().unwrap().clone()
+    }
+
+    /// Money actually given back, per refund id.
+    pub fn refunded_amounts(&self) -> HashMap<uuid::Uuid, i64> {
+        self.refunded.lock().unwrap().clone()
+    }
+
+    pub fn set_status(&self, id: &str, status: PaymentStatus) {
+        if let Some(p) = self.payments.lock().unwrap().get_mut(id) {
+            p.status = status;
+        }
+    }
+
     pub fn lookup_count(&self) -> usize {
         self.lookups.load(Ordering::SeqCst)
     }
@@ -107,9 +142,36 @@ impl Wallet for TestWallet {
 
     async fn refund(&self, order: &RefundOrder) -> Result<RefundOutcome, WalletError> {
         self.refunds.lock().unwrap().push(order.clone());
+        let scripted = self.refund_script.lock().unwrap().pop_front();
+        match scripted {
+            Some(RefundScript::Error) => {
+                return Err(WalletError::Unavailable("scripted failure".into()));
+            }
+            Some(RefundScript::Slow(delay)) => tokio::time::sleep(delay).await,
+            Some(RefundScript::Pending) => return Ok(RefundOutcome::Pending),
+            Some(RefundScript::Failed) => {
+                return Ok(RefundOutcome::Failed {
+                    reason: "scripted refusal".into(),
+                });
+            }
+            Some(RefundScript::SucceededWith(other)) => {
+                return Ok(RefundOutcome::Succeeded {
+                    amount: Some(Money::new(other, order.amount.currency).expect("positive")),
+                    reference: None,
+                });
+            }
+            None => {}
+        }
+        // Like a real ledger: the first call with a refund id moves the money, later ones
+        // only report it.
+        self.refunded
+            .lock()
+            .unwrap()
+            .entry(order.refund_id)
+            .or_insert(order.amount.minor_units);
         Ok(RefundOutcome::Succeeded {
             amount: Some(order.amount),
-            reference: None,
+            reference: Some(format!("ref-{}", order.refund_id)),
         })
     }
 }

@@ -1,0 +1,102 @@
+//! The settlement-day report: the accepted cancellations of day T, for the MPP's clearing-file
+//! job to exclude (cancelled payments are not settled and carry no fees).
+
+use crate::store::ReportLine;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Json,
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "csv" => Ok(Self::Csv),
+            "json" => Ok(Self::Json),
+            other => Err(format!("{other:?} is not csv or json")),
+        }
+    }
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Csv => "text/csv; charset=utf-8",
+            Self::Json => "application/json",
+        }
+    }
+}
+
+const CSV_HEADER: &str =
+    "paymentRequestId,paymentId,acquirerId,amountValue,currency,state,settlementDate,cancelledAt";
+
+pub fn render(lines: &[ReportLine], format: Format) -> String {
+    match format {
+        Format::Json => serde_json::to_string_pretty(lines).unwrap_or_else(|_| "[]".into()),
+        Format::Csv => {
+            let mut out = String::from(CSV_HEADER);
+            out.push('\n');
+            for l in lines {
+                let fields = [
+                    l.payment_request_id.clone(),
+                    l.payment_id.clone().unwrap_or_default(),
+                    l.acquirer_id.clone(),
+                    l.amount_value.map(|v| v.to_string()).unwrap_or_default(),
+                    l.currency.clone().unwrap_or_default(),
+                    l.state.clone(),
+                    l.settlement_date.to_string(),
+                    l.cancelled_at.to_rfc3339(),
+                ];
+                let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+                out.push_str(&row.join(","));
+                out.push('\n');
+            }
+            out
+        }
+    }
+}
+
+/// RFC 4180: quote fields holding a comma, quote or line break; double the quotes.
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn renders_both_formats() {
+        let line = ReportLine {
+            payment_request_id: "pr,1".into(),
+            payment_id: Some("p1".into()),
+            acquirer_id: "acq".into(),
+            amount_value: Some(100),
+            currency: Some("JPY".into()),
+            state: "refunded".into(),
+            settlement_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+            cancelled_at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+        };
+        let csv = render(std::slice::from_ref(&line), Format::Csv);
+        assert_eq!(
+            csv.lines().nth(1).unwrap(),
+            "\"pr,1\",p1,acq,100,JPY,refunded,2026-11-20,1970-01-01T00:00:00+00:00"
+        );
+        let json: serde_json::Value = serde_json::from_str(&render(&[line], Format::Json)).unwrap();
+        assert_eq!(json[0]["paymentRequestId"], "pr,1");
+    }
+}
