@@ -7,15 +7,19 @@ use crate::domain::{Clock, SystemClock};
 use crate::engine::{EngineConfig, RefundEngine};
 use crate::http::internal::InternalState;
 use crate::http::{self, PublicState};
+use crate::metrics::Metrics;
+use crate::protocol::ResultCode;
 use crate::store::Store;
 use crate::wallet::{DemoWallet, Wallet};
+use actix_web::dev::Service;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use sqlx::postgres::PgConnectOptions;
 use std::net::TcpListener;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// The parts of the service that can be swapped: the database, the wallet, the clock.
@@ -119,9 +123,26 @@ impl Application {
             service: service.clone(),
             cancel_path: settings.cancel_path(),
             max_body_bytes: settings.server.max_body_bytes,
+            max_in_flight: settings.server.max_in_flight,
+            in_flight: AtomicUsize::new(0),
         });
+        let metrics = Arc::new(Metrics::new());
+        let public_metrics = metrics.clone();
         let mut public = HttpServer::new(move || {
+            let metrics = public_metrics.clone();
             App::new()
+                .wrap_fn(move |req, srv| {
+                    let started = Instant::now();
+                    let metrics = metrics.clone();
+                    let response = srv.call(req);
+                    async move {
+                        let response = response.await?;
+                        if let Some(code) = response.response().extensions().get::<ResultCode>() {
+                            metrics.observe_answer(*code, started.elapsed());
+                        }
+                        Ok(response)
+                    }
+                })
                 .configure(|cfg| http::configure(cfg, public_state.clone()))
                 .default_service(web::to(http::invalid_api))
         })
@@ -137,6 +158,7 @@ impl Application {
             clock: components.clock.clone(),
             token: settings.internal.token.clone(),
             wake: service.work_ready(),
+            metrics: metrics.clone(),
         });
         let internal = HttpServer::new(move || {
             App::new().configure(|cfg| http::internal::configure(cfg, internal_state.clone()))
@@ -147,13 +169,16 @@ impl Application {
         .listen(internal_listener)?;
 
         let engine = (settings.refunds.workers > 0).then(|| {
-            Arc::new(RefundEngine::new(
-                components.store.clone(),
-                components.wallet.clone(),
-                components.clock.clone(),
-                EngineConfig::from_settings(settings),
-                service.work_ready(),
-            ))
+            Arc::new(
+                RefundEngine::new(
+                    components.store.clone(),
+                    components.wallet.clone(),
+                    components.clock.clone(),
+                    EngineConfig::from_settings(settings),
+                    service.work_ready(),
+                )
+                .with_metrics(metrics.clone()),
+            )
         });
         let (shutdown, _) = watch::channel(false);
         Ok(Self {

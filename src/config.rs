@@ -47,6 +47,8 @@ pub struct ServerSettings {
     pub base_path: String,
     /// Larger request bodies are refused with PARAM_ILLEGAL before being read in full.
     pub max_body_bytes: usize,
+    /// Past this many cancels in flight, answer U/REQUEST_TRAFFIC_EXCEED_LIMIT at once (0: off).
+    pub max_in_flight: usize,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
 }
@@ -185,6 +187,7 @@ fn defaults(b: Builder) -> Result<Builder, config::ConfigError> {
     b.set_default("server.listen", "127.0.0.1:8080")?
         .set_default("server.base_path", "/aps/api")?
         .set_default("server.max_body_bytes", 8192)?
+        .set_default("server.max_in_flight", 1024)?
         .set_default("server.workers", 0)?
         .set_default("internal.listen", "127.0.0.1:8081")?
         .set_default("database.max_connections", 20)?

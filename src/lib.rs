@@ -22,6 +22,7 @@ pub mod domain;
 pub mod engine;
 pub mod guard;
 pub mod http;
+pub mod metrics;
 pub mod protocol;
 pub mod report;
 pub mod store;

@@ -11,6 +11,7 @@ pub mod step;
 
 use crate::config::Settings;
 use crate::domain::{Backoff, CancellationState, Clock};
+use crate::metrics::Metrics;
 use crate::store::{ClaimedWork, Store, WorkError, WorkOutcome};
 use crate::wallet::{RefundOutcome, Wallet, WalletError};
 use futures_util::future::join_all;
@@ -60,6 +61,7 @@ pub struct RefundEngine {
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
 impl RefundEngine {
@@ -78,7 +80,14 @@ impl RefundEngine {
             clock,
             config,
             wake,
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// Reports steps and wallet calls to `metrics` (the service's registry).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs `config.workers` workers until `shutdown` turns true. Each worker finishes the batch
@@ -218,6 +227,7 @@ impl RefundEngine {
             },
         };
         let now = self.clock.now();
+        self.metrics.observe_step(step.outcome, step.to);
         tracing::info!(
             payment_request_id = %item.payment_request_id,
             attempt = item.attempt,
@@ -261,7 +271,10 @@ impl RefundEngine {
         let result = tokio::time::timeout(self.config.call_timeout, call)
             .await
             .unwrap_or(Err(WalletError::Timeout(timeout_ms)));
-        let duration_ms = started.elapsed().as_secs_f64() * 1e3;
+        let elapsed = started.elapsed();
+        self.metrics
+            .observe_wallet_call(name, result.is_ok(), elapsed);
+        let duration_ms = elapsed.as_secs_f64() * 1e3;
         calls.push(match &result {
             Ok(answer) => {
                 json!({"call": name, "answer": format!("{answer:?}"), "durationMs": duration_ms})

@@ -12,6 +12,9 @@ pub(super) async fn handle(
     payload: web::Payload,
     state: web::Data<PublicState>,
 ) -> HttpResponse {
+    let Some(_in_flight) = state.admit() else {
+        return respond(&req, ResultCode::RequestTrafficExceedLimit, None);
+    };
     if !is_json(&req) {
         return respond(&req, ResultCode::MediaTypeNotAcceptable, None);
     }

@@ -4,6 +4,8 @@
 //! | method | path | |
 //! |---|---|---|
 //! | GET  | /healthz | the process is up |
+//! | GET  | /readyz | the database answers and the migrations are applied (503 otherwise) |
+//! | GET  | /metrics | Prometheus metrics |
 //! | GET  | /v1/cancellations/{id} | `{"cancelled": bool, "cancellation": {...}}` or 404 |
 //! | GET  | /v1/cancellations?state=manual_review&limit=100 | list by state |
 //! | POST | /v1/cancellations/{id}/nudge | work on it now (the payment's outcome changed) |
@@ -16,6 +18,7 @@
 use crate::config::Secret;
 use crate::domain::{CancellationState, Clock};
 use crate::guard::Guard;
+use crate::metrics::Metrics;
 use crate::report;
 use crate::store::Store;
 use actix_web::http::header;
@@ -31,11 +34,14 @@ pub struct InternalState {
     pub token: Option<Secret>,
     /// Wakes this process's refund engine after a nudge or requeue.
     pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<InternalState>) {
     cfg.app_data(state)
         .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
         .route("/v1/cancellations", web::get().to(list))
         .route("/v1/cancellations/{id}", web::get().to(show))
         .route("/v1/cancellations/{id}/nudge", web::post().to(nudge))
@@ -45,6 +51,30 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<InternalState>) 
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "up"}))
+}
+
+/// Ready when the database answers and every migration this build knows is applied.
+async fn readyz(state: web::Data<InternalState>) -> HttpResponse {
+    match state.store.migrations_current().await {
+        Ok(true) => HttpResponse::Ok().json(json!({"ready": true})),
+        Ok(false) => HttpResponse::ServiceUnavailable()
+            .json(json!({"ready": false, "reason": "migrations are not applied"})),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database unreachable");
+            HttpResponse::ServiceUnavailable()
+                .json(json!({"ready": false, "reason": "database unreachable"}))
+        }
+    }
+}
+
+async fn metrics(state: web::Data<InternalState>) -> HttpResponse {
+    let body = state.metrics.render(&state.store, state.clock.now()).await;
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ))
+        .body(body)
 }
 
 fn unavailable(e: sqlx::Error) -> HttpResponse {

@@ -10,12 +10,35 @@ use crate::protocol::{ResultCode, result_body};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What the public handlers share.
 pub struct PublicState {
     pub service: Arc<CancelService>,
     pub cancel_path: String,
     pub max_body_bytes: usize,
+    /// Past this many cancels in flight, answer REQUEST_TRAFFIC_EXCEED_LIMIT at once (0: no
+    /// limit) rather than queue into Alipay+'s 8-second timeout.
+    pub max_in_flight: usize,
+    pub in_flight: AtomicUsize,
+}
+
+impl PublicState {
+    /// A place among the requests in flight, or None when the service is full.
+    fn admit(&self) -> Option<InFlight<'_>> {
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let slot = InFlight(&self.in_flight);
+        (self.max_in_flight == 0 || before < self.max_in_flight).then_some(slot)
+    }
+}
+
+/// Holds one place among the requests in flight until dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Mounts the public routes: cancelPayment under the base path, result codes for the rest.
@@ -43,13 +66,16 @@ fn respond(req: &HttpRequest, code: ResultCode, message: Option<&str>) -> HttpRe
     send(req, code, body)
 }
 
-/// The one place a response is built: HTTP 200, JSON, the exact bytes given.
+/// The one place a response is built: HTTP 200, JSON, the exact bytes given. The result code
+/// rides along in the response's extensions for the metrics middleware.
 fn send(req: &HttpRequest, code: ResultCode, body: Vec<u8>) -> HttpResponse {
     tracing::debug!(path = req.path(), result_code = code.as_str(), "responding");
-    HttpResponse::Ok()
+    let mut response = HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=UTF-8"),
         ))
-        .body(body)
+        .body(body);
+    response.extensions_mut().insert(code);
+    response
 }

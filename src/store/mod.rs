@@ -8,7 +8,7 @@ pub use cancellations::{
     CancellationRecord, NewCancellation, QueuedRefund, Recorded, StoredAnswer,
 };
 
-pub use work::{ClaimedWork, ReportLine, WorkError, WorkOutcome};
+pub use work::{ClaimedWork, QueueDepth, ReportLine, WorkError, WorkOutcome};
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -365,3 +365,44 @@ impl Store {
             .collect())
     }
 }
+
+/// The refund engine's backlog, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueDepth {
+    pub due: i64,
+    pub oldest_due_age_seconds: f64,
+    pub manual_review: i64,
+}
+
+impl Store {
+    pub async fn queue_depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, sqlx::Error> {
+        let row = sqlx::query!(
+            r#"SELECT count(*) FILTER (WHERE next_attempt_at <= $1) AS "due!",
+                      coalesce(extract(epoch FROM $1 - min(next_attempt_at)
+                                FILTER (WHERE next_attempt_at <= $1))::float8, 0) AS "oldest!",
+                      count(*) FILTER (WHERE state = 'manual_review') AS "manual_review!"
+                 FROM cancellations
+                WHERE next_attempt_at IS NOT NULL OR state = 'manual_review'"#,
+            now
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueDepth {
+            due: row.due,
+            oldest_due_age_seconds: row.oldest,
+            manual_review: row.manual_review,
+        })
+    }
+
+    /// Whether every migration this build knows is applied (readiness).
+    pub async fn migrations_current(&self) -> Result<bool, sqlx::Error> {
+        let applied: Vec<i64> = sqlx::query_scalar!(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version"
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(super::MIGRATOR
+            .iter()
+            .all(|m| applied.binary_search(&m.version).is_ok()))
+    }
+}

@@ -9,6 +9,7 @@ mod demo_wallet;
 mod engine;
 mod idempotency;
 mod internal_api;
+mod operations;
 mod seeds;
 mod support;
 mod window_edges;
