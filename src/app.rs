@@ -10,7 +10,7 @@ use crate::http::{self, PublicState};
 use crate::metrics::Metrics;
 use crate::protocol::ResultCode;
 use crate::store::Store;
-use crate::wallet::{DemoWallet, Wallet};
+use crate::wallet::{DemoWallet, HttpWallet, HttpWalletConfig, Wallet};
 use actix_web::dev::Service;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
@@ -38,7 +38,23 @@ impl Components {
         let wallet: Arc<dyn Wallet> = match settings.wallet.kind {
             WalletKind::Demo => Arc::new(DemoWallet::new(store.pool().clone())),
             WalletKind::Http => {
-                anyhow::bail!("wallet.kind = \"http\" is not available in this build; use \"demo\"")
+                let base_url = settings
+                    .wallet
+                    .base_url
+                    .clone()
+                    .context("wallet.kind = \"http\" needs wallet.base_url")?;
+                Arc::new(
+                    HttpWallet::new(HttpWalletConfig {
+                        base_url,
+                        token: settings
+                            .wallet
+                            .token
+                            .as_ref()
+                            .map(|t| t.expose().to_owned()),
+                        timeout: Duration::from_millis(settings.wallet.timeout_ms),
+                    })
+                    .context("wallet settings")?,
+                )
             }
         };
         Ok(Self {

@@ -25,6 +25,7 @@ pub mod http;
 pub mod metrics;
 pub mod protocol;
 pub mod report;
+pub mod sim;
 pub mod store;
 pub mod telemetry;
 pub mod wallet;

@@ -3,101 +3,20 @@
 //! happens exactly once (demo wallet, real PostgreSQL), and the answers replay byte for byte.
 //! SIGTERM stops it cleanly (exit 0) with the same guarantees.
 
+mod common;
+
+use common::{PSP_ID, ServiceProcess, fresh_database};
 use futures_util::StreamExt;
 use futures_util::stream;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::PgPool;
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
+use std::process::Command;
 use std::time::Duration;
 
-const PSP_ID: &str = "1022172000000000001";
 const PAYMENTS: usize = 300;
 
-struct Service {
-    child: Child,
-    public: String,
-    internal: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A database of its own on the test server, and its URL.
-async fn fresh_database() -> (String, PgPool) {
-    let url = std::env::var("DATABASE_URL").expect("run through scripts/test");
-    let name = format!("mppc_test_{}", uuid::Uuid::new_v4().simple());
-    let server = PgConnectOptions::from_str(&url)
-        .unwrap()
-        .disable_statement_logging();
-    let mut admin = sqlx::PgConnection::connect_with(&server).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (before_query, query) = url
-        .split_once('?')
-        .map_or((url.as_str(), ""), |(a, b)| (a, b));
-    let base = &before_query[..before_query.rfind('/').expect("a URL with a path")];
-    let db_url = match query {
-        "" => format!("{base}/{name}"),
-        q => format!("{base}/{name}?{q}"),
-    };
-    let pool = PgPool::connect_with(server.database(&name)).await.unwrap();
-    mpp_cancel::store::MIGRATOR.run(&pool).await.unwrap();
-    (db_url, pool)
-}
-
-fn start(db_url: &str) -> Service {
-    let (public_port, internal_port) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_mpp-cancel"))
-        .arg("serve")
-        .arg("--config-dir")
-        .arg("/nonexistent") // built-in defaults plus the environment below
-        .env("DATABASE_URL", db_url)
-        .env(
-            "MPP_CANCEL__SERVER__LISTEN",
-            format!("127.0.0.1:{public_port}"),
-        )
-        .env(
-            "MPP_CANCEL__INTERNAL__LISTEN",
-            format!("127.0.0.1:{internal_port}"),
-        )
-        .env("MPP_CANCEL__ALIPAYPLUS__VERIFY_SIGNATURES", "false")
-        .env("MPP_CANCEL__REFUNDS__WORKERS", "2")
-        .env("MPP_CANCEL__REFUNDS__POLL_INTERVAL_MS", "50")
-        .env("MPP_CANCEL__REFUNDS__LEASE_SECONDS", "2")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    Service {
-        child,
-        public: format!("http://127.0.0.1:{public_port}"),
-        internal: format!("http://127.0.0.1:{internal_port}"),
-    }
-}
-
-async fn wait_until_up(service: &Service, http: &reqwest::Client) {
-    for _ in 0..200 {
-        if let Ok(r) = http
-            .get(format!("{}/healthz", service.internal))
-            .send()
-            .await
-        {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the service did not come up");
+fn start(db_url: &str) -> ServiceProcess {
+    ServiceProcess::start(db_url, &[])
 }
 
 async fn seed_payments(pool: &PgPool) -> Vec<String> {
@@ -217,7 +136,7 @@ async fn killed_mid_burst_loses_nothing_and_pays_nothing_twice() {
     let ids = seed_payments(&pool).await;
     let http = reqwest::Client::new();
     let mut service = start(&db_url);
-    wait_until_up(&service, &http).await;
+    service.wait_until_up().await;
 
     let url = service.public.clone();
     let (answers, ()) = tokio::join!(burst(&http, &url, &ids), async {
@@ -229,21 +148,19 @@ async fn killed_mid_burst_loses_nothing_and_pays_nothing_twice() {
     assert!(answered_before < PAYMENTS, "the kill landed mid-burst");
 
     // Alipay+ retries everything it has no final answer for (and replays the rest).
-    let mut restarted = start(&db_url);
-    wait_until_up(&restarted, &http).await;
+    let restarted = start(&db_url);
+    restarted.wait_until_up().await;
     let retried = burst(&http, &restarted.public, &ids).await;
     for (id, body) in &retried {
         let body = body.as_ref().expect("the restarted service answers");
         assert_eq!(result_code(body), "SUCCESS", "{id}");
-        if let Some(Some(first)) = answers.get(id) {
-            if result_code(first) == "SUCCESS" {
-                assert_eq!(first, body, "{id}: the replay is byte for byte");
-            }
+        if let Some(Some(first)) = answers.get(id)
+            && result_code(first) == "SUCCESS"
+        {
+            assert_eq!(first, body, "{id}: the replay is byte for byte");
         }
     }
     assert_each_refunded_exactly_once(&pool).await;
-    restarted.child.kill().ok();
-    restarted.child.wait().ok();
 }
 
 #[tokio::test]
@@ -252,7 +169,7 @@ async fn sigterm_mid_burst_exits_cleanly_and_keeps_every_promise() {
     let ids = seed_payments(&pool).await;
     let http = reqwest::Client::new();
     let mut service = start(&db_url);
-    wait_until_up(&service, &http).await;
+    service.wait_until_up().await;
     let pid = service.child.id().to_string();
 
     let url = service.public.clone();
@@ -270,8 +187,8 @@ async fn sigterm_mid_burst_exits_cleanly_and_keeps_every_promise() {
     assert!(status.success(), "exit status {status:?}");
     assert_no_success_without_record(&pool, &answers).await;
 
-    let mut restarted = start(&db_url);
-    wait_until_up(&restarted, &http).await;
+    let restarted = start(&db_url);
+    restarted.wait_until_up().await;
     let retried = burst(&http, &restarted.public, &ids).await;
     assert!(
         retried
@@ -279,6 +196,4 @@ async fn sigterm_mid_burst_exits_cleanly_and_keeps_every_promise() {
             .all(|b| b.as_deref().map(result_code).as_deref() == Some("SUCCESS"))
     );
     assert_each_refunded_exactly_once(&pool).await;
-    restarted.child.kill().ok();
-    restarted.child.wait().ok();
 }

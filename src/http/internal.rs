@@ -124,7 +124,7 @@ async fn nudge(
     id: web::Path<String>,
     state: web::Data<InternalState>,
 ) -> HttpResponse {
-    if let Err(refused) = authorize(&req, &state) {
+    if let Some(refused) = refuse_unauthorized(&req, &state) {
         return refused;
     }
     match state.store.nudge(&id, state.clock.now()).await {
@@ -143,7 +143,7 @@ async fn requeue(
     id: web::Path<String>,
     state: web::Data<InternalState>,
 ) -> HttpResponse {
-    if let Err(refused) = authorize(&req, &state) {
+    if let Some(refused) = refuse_unauthorized(&req, &state) {
         return refused;
     }
     match state
@@ -190,11 +190,13 @@ async fn settlement_report(
     }
 }
 
-/// Writes need the bearer token; compared in constant time.
-fn authorize(req: &HttpRequest, state: &InternalState) -> Result<(), HttpResponse> {
+/// Writes need the bearer token (compared in constant time): the refusal, if any.
+fn refuse_unauthorized(req: &HttpRequest, state: &InternalState) -> Option<HttpResponse> {
     let Some(token) = &state.token else {
-        return Err(HttpResponse::Forbidden()
-            .json(json!({"error": "internal.token is not configured: writes are disabled"})));
+        return Some(
+            HttpResponse::Forbidden()
+                .json(json!({"error": "internal.token is not configured: writes are disabled"})),
+        );
     };
     let presented = req
         .headers()
@@ -203,9 +205,11 @@ fn authorize(req: &HttpRequest, state: &InternalState) -> Result<(), HttpRespons
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if constant_time_eq(presented.as_bytes(), token.expose().as_bytes()) {
-        Ok(())
+        None
     } else {
-        Err(HttpResponse::Unauthorized().json(json!({"error": "a valid bearer token is required"})))
+        Some(
+            HttpResponse::Unauthorized().json(json!({"error": "a valid bearer token is required"})),
+        )
     }
 }
 

@@ -3,12 +3,14 @@
 //! adapter. Every operation must be idempotent on the wallet's side: the engine retries.
 
 pub mod demo;
+pub mod http;
 
 use crate::domain::{Money, Payment};
 use async_trait::async_trait;
 use std::sync::Arc;
 
 pub use demo::DemoWallet;
+pub use http::{HttpWallet, HttpWalletConfig};
 
 /// What closing an in-flight payment found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,107 @@
+//! Support for the tests that run the real `mpp-cancel` binary as a process.
+#![allow(dead_code)] // each test binary uses its own part
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgPool};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub const PSP_ID: &str = "1022172000000000001";
+pub const ACQUIRER_ID: &str = "1022188000000000001";
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A migrated database of its own on the test server: its URL and a pool.
+pub async fn fresh_database() -> (String, PgPool) {
+    let url = std::env::var("DATABASE_URL").expect("run through scripts/test");
+    let name = format!("mppc_test_{}", uuid::Uuid::new_v4().simple());
+    let server = PgConnectOptions::from_str(&url)
+        .unwrap()
+        .disable_statement_logging();
+    let mut admin = sqlx::PgConnection::connect_with(&server).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    let base = &path[..path.rfind('/').expect("a URL with a path")];
+    let db_url = match query {
+        "" => format!("{base}/{name}"),
+        q => format!("{base}/{name}?{q}"),
+    };
+    let pool = PgPool::connect_with(server.database(&name)).await.unwrap();
+    mpp_cancel::store::MIGRATOR.run(&pool).await.unwrap();
+    (db_url, pool)
+}
+
+/// `mpp-cancel serve` on free ports, configured by the built-in defaults and `env`.
+pub struct ServiceProcess {
+    pub child: Child,
+    pub public: String,
+    pub internal: String,
+}
+
+impl ServiceProcess {
+    pub fn start(db_url: &str, env: &[(&str, String)]) -> Self {
+        let (public_port, internal_port) = (free_port(), free_port());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mpp-cancel"));
+        command
+            .arg("serve")
+            .arg("--config-dir")
+            .arg("/nonexistent")
+            .env("DATABASE_URL", db_url)
+            .env(
+                "MPP_CANCEL__SERVER__LISTEN",
+                format!("127.0.0.1:{public_port}"),
+            )
+            .env(
+                "MPP_CANCEL__INTERNAL__LISTEN",
+                format!("127.0.0.1:{internal_port}"),
+            )
+            .env("MPP_CANCEL__ALIPAYPLUS__VERIFY_SIGNATURES", "false")
+            .env("MPP_CANCEL__REFUNDS__WORKERS", "2")
+            .env("MPP_CANCEL__REFUNDS__POLL_INTERVAL_MS", "50")
+            .env("MPP_CANCEL__REFUNDS__LEASE_SECONDS", "2")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Self {
+            child: command.spawn().expect("the binary starts"),
+            public: format!("http://127.0.0.1:{public_port}"),
+            internal: format!("http://127.0.0.1:{internal_port}"),
+        }
+    }
+
+    pub async fn wait_until_up(&self) {
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = http.get(format!("{}/readyz", self.internal)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the service did not come up");
+    }
+
+    pub fn cancel_url(&self) -> String {
+        format!("{}/aps/api/v1/payments/cancelPayment", self.public)
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
