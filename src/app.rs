@@ -6,6 +6,7 @@ use crate::config::{Settings, WalletKind};
 use crate::domain::{Clock, SystemClock};
 use crate::engine::{EngineConfig, RefundEngine};
 use crate::http::internal::InternalState;
+use crate::http::security::MessageSecurity;
 use crate::http::{self, PublicState};
 use crate::metrics::Metrics;
 use crate::protocol::ResultCode;
@@ -135,8 +136,10 @@ impl Application {
         let internal_port = internal_listener.local_addr()?.port();
 
         let service = Arc::new(cancel_service(settings, components)?);
+        let security = MessageSecurity::from_settings(settings, components.clock.clone())?;
         let public_state = web::Data::new(PublicState {
             service: service.clone(),
+            security,
             cancel_path: settings.cancel_path(),
             max_body_bytes: settings.server.max_body_bytes,
             max_in_flight: settings.server.max_in_flight,

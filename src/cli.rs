@@ -4,6 +4,8 @@ use crate::app::{self, Application, Components};
 use crate::config::Settings;
 use crate::domain::{Money, PaymentStatus};
 use crate::guard::Guard;
+use crate::protocol::keys::{GeneratedKeyPair, parse_private_key, parse_public_key};
+use crate::sim::{SimRequest, send_cancel};
 use crate::wallet::demo::{DemoWallet, NewDemoPayment};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -48,6 +50,16 @@ pub enum Command {
         #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
         format: String,
     },
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Play Alipay+: send signed requests and verify the signed answers.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
     /// The demo wallet kept in PostgreSQL, for trying the service locally.
     Demo {
         #[command(subcommand)]
@@ -77,6 +89,48 @@ pub enum DemoCommand {
         /// Amount already refunded, in minor units.
         #[arg(long, default_value_t = 0)]
         refunded: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate an RSA-2048 key pair: the private key (PKCS#8) for alipayplus.private_key_file,
+    /// the public key (X.509 SubjectPublicKeyInfo, base64 DER) to upload to Alipay+'s portal.
+    Generate {
+        /// Directory to write private_key.pem and public_key.pem into (created if missing).
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Send one signed cancelPayment, as Alipay+ would, and verify the response's signature.
+    Cancel {
+        /// The full cancelPayment URL.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:8080/aps/api/v1/payments/cancelPayment"
+        )]
+        url: String,
+        #[arg(long)]
+        payment_request_id: String,
+        #[arg(long, default_value = "1022188000000000001")]
+        acquirer_id: String,
+        /// Default: alipayplus.psp_id.
+        #[arg(long)]
+        psp_id: Option<String>,
+        /// Default: alipayplus.client_id.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// The private key playing Alipay+'s (PKCS#8 PEM or base64 DER file).
+        #[arg(long)]
+        alipay_private_key: PathBuf,
+        #[arg(long, default_value = "1")]
+        key_version: String,
+        /// The MPP's public key, to verify the response (file, PEM or base64 DER).
+        #[arg(long)]
+        mpp_public_key: Option<PathBuf>,
     },
 }
 
@@ -148,6 +202,52 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", crate::report::render(&lines, format));
             Ok(())
         }
+        Command::Keys {
+            command: KeysCommand::Generate { out_dir },
+        } => generate_keys(&out_dir),
+        Command::Sim {
+            command:
+                SimCommand::Cancel {
+                    url,
+                    payment_request_id,
+                    acquirer_id,
+                    psp_id,
+                    client_id,
+                    alipay_private_key,
+                    key_version,
+                    mpp_public_key,
+                },
+        } => {
+            let read_key = |path: &PathBuf| {
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+            };
+            let request = SimRequest {
+                url,
+                client_id: client_id.unwrap_or(settings.alipayplus.client_id),
+                acquirer_id,
+                psp_id: psp_id.unwrap_or(settings.alipayplus.psp_id),
+                payment_request_id,
+                alipay_private_key: parse_private_key(&read_key(&alipay_private_key)?)?,
+                key_version,
+                mpp_public_key: mpp_public_key
+                    .map(|path| read_key(&path).and_then(|k| Ok(parse_public_key(&k)?)))
+                    .transpose()?,
+            };
+            let outcome = send_cancel(&request).await?;
+            println!("{}", String::from_utf8_lossy(&outcome.raw_body));
+            match (outcome.signature_verified, &outcome.signature_problem) {
+                (Some(true), _) => eprintln!("response signature: verified"),
+                (Some(false), problem) => anyhow::bail!(
+                    "response signature does NOT verify: {}",
+                    problem.as_deref().unwrap_or("bad signature")
+                ),
+                (None, problem) => eprintln!(
+                    "response signature: not checked ({})",
+                    problem.as_deref().unwrap_or("no --mpp-public-key")
+                ),
+            }
+            Ok(())
+        }
         Command::Demo {
             command:
                 DemoCommand::Pay {
@@ -190,6 +290,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn generate_keys(out_dir: &std::path::Path) -> anyhow::Result<()> {
+    let pair = GeneratedKeyPair::generate_rsa_2048()?;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let private_path = out_dir.join("private_key.pem");
+    let public_path = out_dir.join("public_key.pem");
+    write_private(&private_path, pair.private_pem().as_bytes())?;
+    std::fs::write(&public_path, pair.public_pem())
+        .with_context(|| format!("writing {}", public_path.display()))?;
+    println!("private key (keep secret): {}", private_path.display());
+    println!("public key: {}", public_path.display());
+    println!();
+    println!("Upload this public key to Alipay+ (base64 X.509 SubjectPublicKeyInfo):");
+    println!("{}", pair.public_base64());
+    println!();
+    println!("Configure:");
+    println!("  [alipayplus]");
+    println!("  private_key_file = \"{}\"", private_path.display());
+    Ok(())
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &std::path::Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(contents))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -83,6 +83,9 @@ pub struct AlipayPlusSettings {
     pub private_key: Option<Secret>,
     /// The keyVersion we sign with.
     pub key_version: String,
+    /// Refuse requests whose Request-Time is further than this from now (0: no check, the
+    /// default: Alipay+ documents no limit and retries may come much later).
+    pub max_clock_skew_seconds: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,6 +199,7 @@ fn defaults(b: Builder) -> Result<Builder, config::ConfigError> {
         .set_default("alipayplus.client_id", "SANDBOX_CLIENT")?
         .set_default("alipayplus.verify_signatures", true)?
         .set_default("alipayplus.key_version", "1")?
+        .set_default("alipayplus.max_clock_skew_seconds", 0)?
         .set_default("cancel.timezone", "Etc/GMT-8")?
         .set_default("cancel.cutoff", "00:30")?
         .set_default("cancel.lookup_timeout_ms", 3000)?

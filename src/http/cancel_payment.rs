@@ -32,6 +32,14 @@ pub(super) async fn handle(
             );
         }
     };
+    if let Err(refused) = state.security.authenticate(&req, &body) {
+        tracing::warn!(
+            path = req.path(),
+            reason = refused.reason(),
+            "request not authenticated"
+        );
+        return respond(&req, refused.result_code(), Some(refused.reason()));
+    }
     let request = match CancelPaymentRequest::parse(&body) {
         Ok(request) => request,
         Err(e) => return respond(&req, ResultCode::ParamIllegal, Some(&e.to_string())),

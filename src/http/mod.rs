@@ -4,17 +4,20 @@
 
 mod cancel_payment;
 pub mod internal;
+pub mod security;
 
 use crate::cancel::CancelService;
 use crate::protocol::{ResultCode, result_body};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
+use security::MessageSecurity;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What the public handlers share.
 pub struct PublicState {
     pub service: Arc<CancelService>,
+    pub security: MessageSecurity,
     pub cancel_path: String,
     pub max_body_bytes: usize,
     /// Past this many cancels in flight, answer REQUEST_TRAFFIC_EXCEED_LIMIT at once (0: no
@@ -66,16 +69,20 @@ fn respond(req: &HttpRequest, code: ResultCode, message: Option<&str>) -> HttpRe
     send(req, code, body)
 }
 
-/// The one place a response is built: HTTP 200, JSON, the exact bytes given. The result code
-/// rides along in the response's extensions for the metrics middleware.
+/// The one place a response is built: HTTP 200, JSON, the exact bytes given, signed. The result
+/// code rides along in the response's extensions for the metrics middleware.
 fn send(req: &HttpRequest, code: ResultCode, body: Vec<u8>) -> HttpResponse {
     tracing::debug!(path = req.path(), result_code = code.as_str(), "responding");
-    let mut response = HttpResponse::Ok()
-        .insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=UTF-8"),
-        ))
-        .body(body);
+    let mut builder = HttpResponse::Ok();
+    builder.insert_header((
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    ));
+    let mut response = builder.finish();
+    if let Some(state) = req.app_data::<web::Data<PublicState>>() {
+        state.security.sign(req, response.headers_mut(), &body);
+    }
+    let mut response = response.set_body(actix_web::body::BoxBody::new(body));
     response.extensions_mut().insert(code);
     response
 }

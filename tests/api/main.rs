@@ -11,5 +11,6 @@ mod idempotency;
 mod internal_api;
 mod operations;
 mod seeds;
+mod signatures;
 mod support;
 mod window_edges;

@@ -45,6 +45,8 @@ pub struct ServiceProcess {
     pub child: Child,
     pub public: String,
     pub internal: String,
+    /// Where the process's log (stderr) goes.
+    pub log: std::path::PathBuf,
 }
 
 impl ServiceProcess {
@@ -69,12 +71,14 @@ impl ServiceProcess {
             .env("MPP_CANCEL__REFUNDS__POLL_INTERVAL_MS", "50")
             .env("MPP_CANCEL__REFUNDS__LEASE_SECONDS", "2")
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdout(Stdio::null());
         for (key, value) in env {
             command.env(key, value);
         }
+        let log = std::env::temp_dir().join(format!("mppc-{}.log", uuid::Uuid::new_v4().simple()));
+        command.stderr(std::fs::File::create(&log).expect("a log file"));
         Self {
+            log,
             child: command.spawn().expect("the binary starts"),
             public: format!("http://127.0.0.1:{public_port}"),
             internal: format!("http://127.0.0.1:{internal_port}"),
@@ -94,6 +98,10 @@ impl ServiceProcess {
         panic!("the service did not come up");
     }
 
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     pub fn cancel_url(&self) -> String {
         format!("{}/aps/api/v1/payments/cancelPayment", self.public)
     }
@@ -103,5 +111,21 @@ impl Drop for ServiceProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// Runs `mpp-cancel ARGS` to completion: (success, stdout, stderr).
+pub fn run_cli(args: &[&str], env: &[(&str, String)]) -> (bool, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mpp-cancel"));
+    command.args(["--config-dir", "/nonexistent"]).args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command.output().expect("the binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -24,6 +24,8 @@ pub struct TestOptions {
     pub configure: fn(&mut Settings),
     /// Run the refund engine (fast retries, running clock). Off: work stays queued, visible.
     pub engine: bool,
+    /// Verify Alipay+'s signatures and sign responses, with [`super::keys::test_keys`].
+    pub signatures: bool,
 }
 
 impl Default for TestOptions {
@@ -33,6 +35,7 @@ impl Default for TestOptions {
             behind_proxy: false,
             configure: |_| {},
             engine: false,
+            signatures: false,
         }
     }
 }
@@ -74,6 +77,18 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.internal.listen = "127.0.0.1:0".into();
     settings.internal.token = Some(mpp_cancel::config::Secret::new(INTERNAL_TOKEN));
     settings.refunds.workers = 0;
+    if options.signatures {
+        let keys = super::keys::test_keys();
+        settings.alipayplus.verify_signatures = true;
+        settings.alipayplus.client_id = super::keys::CLIENT_ID.into();
+        settings.alipayplus.public_keys = [
+            ("1".to_owned(), keys.alipay_v1.public_base64()),
+            ("2".to_owned(), keys.alipay_v2.public_pem()),
+        ]
+        .into();
+        settings.alipayplus.private_key =
+            Some(mpp_cancel::config::Secret::new(keys.mpp.private_pem()));
+    }
     if options.engine {
         settings.refunds.workers = 2;
         settings.refunds.poll_interval_ms = 20;
@@ -135,10 +150,25 @@ fn start(
 }
 
 /// What came back: always inspected as raw bytes, since replays must match byte for byte.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+/// Two replies are the same answer when status and bytes match (signature headers carry the
+/// time of the response and legitimately differ).
+impl PartialEq for Reply {
+    fn eq(&self, other: &Self) -> bool {
+        self.status == other.status && self.body == other.body
+    }
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 impl Reply {
@@ -216,6 +246,21 @@ impl TestApp {
         let response = request.send().await.expect("the server answers");
         Reply {
             status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.bytes().await.expect("a body").to_vec(),
+        }
+    }
+
+    /// A POST with exactly these headers and body bytes (for signed requests).
+    pub async fn post_raw(&self, path: &str, headers: &[(&str, String)], body: Vec<u8>) -> Reply {
+        let mut request = self.http.post(format!("{}{path}", self.address)).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.expect("the server answers");
+        Reply {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
             body: response.bytes().await.expect("a body").to_vec(),
         }
     }

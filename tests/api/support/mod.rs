@@ -3,6 +3,7 @@
 pub mod app;
 pub mod db;
 pub mod db_proxy;
+pub mod keys;
 pub mod wallet;
 
 pub use app::{TestOptions, spawn_app};
