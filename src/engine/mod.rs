@@ -175,7 +175,12 @@ impl RefundEngine {
         let step = match (item.state, &item.refund) {
             (CancellationState::RefundPending, Some(order)) => {
                 let answer = self
-                    .call(&mut calls, "refund", self.wallet.refund(order))
+                    .call(
+                        &item.payment_request_id,
+                        &mut calls,
+                        "refund",
+                        self.wallet.refund(order),
+                    )
                     .await;
                 if let Ok(RefundOutcome::Succeeded { reference: r, .. }) = &answer {
                     reference = r.clone();
@@ -184,12 +189,24 @@ impl RefundEngine {
             }
             (CancellationState::AwaitingOutcome, _) => {
                 let id = &item.payment_request_id;
-                let answer = self.call(&mut calls, "close", self.wallet.close(id)).await;
+                let answer = self
+                    .call(
+                        &item.payment_request_id,
+                        &mut calls,
+                        "close",
+                        self.wallet.close(id),
+                    )
+                    .await;
                 let step = step::after_close(policy, item.attempt, jitter, answer);
                 if step.to == CancellationState::RefundPending {
                     // It succeeded after all: queue the refund of the full amount it took.
                     match self
-                        .call(&mut calls, "payment", self.wallet.payment(id))
+                        .call(
+                            &item.payment_request_id,
+                            &mut calls,
+                            "payment",
+                            self.wallet.payment(id),
+                        )
                         .await
                     {
                         Ok(Some(p)) if p.refunded_minor_units > 0 => Step {
@@ -262,6 +279,7 @@ impl RefundEngine {
     /// One wallet call, bounded by the call timeout, noted for the audit log.
     async fn call<T: std::fmt::Debug>(
         &self,
+        payment_request_id: &str,
         calls: &mut Vec<serde_json::Value>,
         name: &'static str,
         call: impl Future<Output = Result<T, WalletError>>,
@@ -275,6 +293,22 @@ impl RefundEngine {
         self.metrics
             .observe_wallet_call(name, result.is_ok(), elapsed);
         let duration_ms = elapsed.as_secs_f64() * 1e3;
+        match &result {
+            Ok(answer) => tracing::info!(
+                payment_request_id,
+                call = name,
+                answer = ?answer,
+                duration_ms,
+                "wallet call"
+            ),
+            Err(e) => tracing::warn!(
+                payment_request_id,
+                call = name,
+                error = %e,
+                duration_ms,
+                "wallet call failed"
+            ),
+        }
         calls.push(match &result {
             Ok(answer) => {
                 json!({"call": name, "answer": format!("{answer:?}"), "durationMs": duration_ms})

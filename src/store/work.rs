@@ -220,23 +220,6 @@ impl Store {
         Ok(done)
     }
 
-    /// Gives up a claim without an outcome (shutdown): the row is due again at once.
-    pub async fn release(
-        &self,
-        payment_request_id: &str,
-        lease_token: Uuid,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query!(
-            r#"UPDATE cancellations SET lease_expires_at = NULL, lease_token = NULL
-                WHERE payment_request_id = $1 AND lease_token = $2"#,
-            payment_request_id,
-            lease_token,
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// Makes a cancellation with money work due now (the MPP saw its payment change).
     /// Returns false when there is no work left for it.
     pub async fn nudge(

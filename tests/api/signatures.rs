@@ -9,7 +9,12 @@ use mpp_cancel::protocol::keys::GeneratedKeyPair;
 use mpp_cancel::protocol::signature::{format_signature_header, signed_content, verify_response};
 
 /// (what was tampered, request headers, body, the code it must get)
-type TamperCase = (&'static str, Vec<(&'static str, String)>, Vec<u8>, &'static str);
+type TamperCase = (
+    &'static str,
+    Vec<(&'static str, String)>,
+    Vec<u8>,
+    &'static str,
+);
 
 const REQUEST_TIME: &str = "2026-11-20T12:00:00.123+08:00";
 
