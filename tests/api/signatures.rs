@@ -398,3 +398,179 @@ async fn verification_on_without_keys_refuses_to_start() {
         .expect("no keys: no start");
     assert!(error.to_string().contains("public_keys"), "{error}");
 }
+
+/// Runs `openssl` with `args`, returning stdout; the test needs the command line tool.
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[tokio::test]
+async fn the_running_service_interoperates_with_openssl_both_ways() {
+    let app = signed_app().await;
+    app.wallet.add(
+        "openssl-1",
+        PaymentStatus::Success,
+        100,
+        "JPY",
+        app.clock_now(),
+    );
+    let dir = std::env::temp_dir().join(format!("mppc-openssl-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    std::fs::write(path("alipay.pem"), test_keys().alipay_v1.private_pem()).unwrap();
+    std::fs::write(path("mpp_pub.pem"), test_keys().mpp.public_pem()).unwrap();
+
+    // The request content exactly as alipayplus.md states it, signed by openssl.
+    let body = body("openssl-1");
+    let mut content = format!("POST {CANCEL_PATH}\n{CLIENT_ID}.{REQUEST_TIME}.").into_bytes();
+    content.extend_from_slice(&body);
+    std::fs::write(path("request.bin"), &content).unwrap();
+    let raw = openssl(&[
+        "dgst",
+        "-sha256",
+        "-sign",
+        &path("alipay.pem"),
+        &path("request.bin"),
+    ]);
+    let b64 = openssl_base64(&raw);
+    let encoded = b64
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let signature = format!("algorithm=RSA256, keyVersion=1, signature={encoded}");
+
+    let reply = app
+        .post_raw(
+            CANCEL_PATH,
+            &headers(CLIENT_ID, REQUEST_TIME, signature),
+            body,
+        )
+        .await;
+    assert_eq!(reply.code(), "SUCCESS");
+
+    // The response, verified by openssl over the content it is documented to sign.
+    let time = reply.header("response-time").unwrap();
+    let mut signed = format!("POST {CANCEL_PATH}\n{CLIENT_ID}.{time}.").into_bytes();
+    signed.extend_from_slice(&reply.body);
+    std::fs::write(path("response.bin"), &signed).unwrap();
+    let value = reply.header("signature").unwrap();
+    let sig_b64 = value.split("signature=").nth(1).unwrap();
+    let sig_b64 = sig_b64
+        .replace("%2B", "+")
+        .replace("%2F", "/")
+        .replace("%3D", "=");
+    std::fs::write(
+        path("response.sig"),
+        base64_decode_with_openssl(&dir, &sig_b64),
+    )
+    .unwrap();
+    let verified = openssl(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        &path("mpp_pub.pem"),
+        "-signature",
+        &path("response.sig"),
+        &path("response.bin"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&verified).trim(), "Verified OK");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn openssl_base64(raw: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+fn base64_decode_with_openssl(dir: &std::path::Path, b64: &str) -> Vec<u8> {
+    let input = dir.join("sig.b64");
+    std::fs::write(&input, format!("{b64}\n")).unwrap();
+    openssl(&["base64", "-d", "-A", "-in", input.to_str().unwrap()])
+}
+
+#[tokio::test]
+async fn random_headers_and_bodies_always_get_a_signed_result() {
+    let app = signed_app().await;
+    let (good_headers, good_body) = alipay_signed("fuzz-base");
+    let mut rng = fastrand::Rng::with_seed(20261121);
+    for round in 0..150 {
+        let mut headers = good_headers.clone();
+        let mut body = good_body.clone();
+        match round % 5 {
+            0 => body = (0..rng.usize(0..300)).map(|_| rng.u8(..)).collect(),
+            1 => {
+                let i = rng.usize(1..headers.len());
+                headers[i].1 = (0..rng.usize(0..80)).map(|_| rng.char('!'..='~')).collect();
+            }
+            2 => {
+                let i = rng.usize(0..body.len());
+                body[i] = rng.u8(..);
+            }
+            3 => {
+                headers.remove(rng.usize(1..headers.len()));
+            }
+            _ => {
+                let cut = rng.usize(0..headers[3].1.len());
+                headers[3].1.truncate(cut);
+            }
+        };
+        let reply = app.post_raw(CANCEL_PATH, &headers, body).await;
+        assert_eq!(reply.status, 200, "round {round}");
+        let code = reply.code();
+        assert!(
+            [
+                "INVALID_SIGNATURE",
+                "INVALID_CLIENT",
+                "KEY_NOT_FOUND",
+                "PARAM_ILLEGAL",
+                "SUCCESS"
+            ]
+            .contains(&code.as_str()),
+            "round {round}: {code}"
+        );
+        assert_signed(&reply, CANCEL_PATH);
+    }
+    assert!(
+        app.db
+            .count("SELECT count(*) FROM cancellations WHERE payment_request_id <> 'fuzz-base'")
+            .await
+            == 0,
+        "nothing but the genuine request could be stored"
+    );
+}
+
+#[tokio::test]
+async fn the_optional_clock_skew_check_refuses_stale_requests() {
+    let app = spawn_app_with(TestOptions {
+        signatures: true,
+        configure: |s| s.alipayplus.max_clock_skew_seconds = 300,
+        ..Default::default()
+    })
+    .await; // the clock shows 2026-11-20T12:00:00+08:00
+    let key = &test_keys().alipay_v1;
+    for (id, time, code) in [
+        ("skew-ok", "2026-11-20T12:04:00+08:00", "SUCCESS"),
+        (
+            "skew-late",
+            "2026-11-20T11:00:00+08:00",
+            "INVALID_SIGNATURE",
+        ),
+        ("skew-utc", "2026-11-20T04:01:00Z", "SUCCESS"),
+    ] {
+        let body = body(id);
+        let signature = sign(key, "1", "POST", CANCEL_PATH, CLIENT_ID, time, &body);
+        let reply = app
+            .post_raw(CANCEL_PATH, &headers(CLIENT_ID, time, signature), body)
+            .await;
+        assert_eq!(reply.code(), code, "{id}");
+    }
+}
