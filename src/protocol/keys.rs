@@ -290,38 +290,32 @@ fn describe_base64_error(e: &base64::DecodeError) -> String {
 
 /// Base64 DER PKCS#8, or PEM (`PRIVATE KEY` or `RSA PRIVATE KEY`).
 pub fn parse_private_key(text_or_b64: &str) -> Result<PrivateKey, KeyError> {
-    let text = text_or_b64.trim();
-    if text.is_empty() {
-        return Err(KeyError::Empty);
-    }
-    if text.contains("-----BEGIN") {
-        let pem = parse_pem(text)?;
-        return match pem.label.as_str() {
-            "PRIVATE KEY" | "RSA PRIVATE KEY" => PrivateKey::from_der(&pem.der),
-            other => Err(KeyError::Pem(format!(
-                "expected a PRIVATE KEY block, found {other}"
-            ))),
-        };
-    }
-    PrivateKey::from_der(&decode_base64_lines(text)?)
+    PrivateKey::from_der(&key_der(text_or_b64, "PRIVATE KEY")?)
 }
 
 /// Base64 DER X.509 SubjectPublicKeyInfo, or PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`).
 pub fn parse_public_key(text_or_b64: &str) -> Result<PublicKey, KeyError> {
+    PublicKey::from_der(&key_der(text_or_b64, "PUBLIC KEY")?)
+}
+
+/// The DER inside a PEM block labelled `label` (or `RSA {label}`), or inside plain base64.
+fn key_der(text_or_b64: &str, label: &str) -> Result<Vec<u8>, KeyError> {
     let text = text_or_b64.trim();
     if text.is_empty() {
         return Err(KeyError::Empty);
     }
-    if text.contains("-----BEGIN") {
-        let pem = parse_pem(text)?;
-        return match pem.label.as_str() {
-            "PUBLIC KEY" | "RSA PUBLIC KEY" => PublicKey::from_der(&pem.der),
-            other => Err(KeyError::Pem(format!(
-                "expected a PUBLIC KEY block, found {other}"
-            ))),
-        };
+    if !text.contains("-----BEGIN") {
+        return decode_base64_lines(text);
     }
-    PublicKey::from_der(&decode_base64_lines(text)?)
+    let pem = parse_pem(text)?;
+    if pem.label == label || pem.label.strip_prefix("RSA ") == Some(label) {
+        Ok(pem.der)
+    } else {
+        Err(KeyError::Pem(format!(
+            "expected a {label} block, found {}",
+            pem.label
+        )))
+    }
 }
 
 fn read_key_file(path: &Path) -> Result<String, KeyError> {
