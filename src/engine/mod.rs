@@ -173,6 +173,13 @@ impl RefundEngine {
         let mut new_refund = None;
         let mut reference = None;
         let step = match (item.state, &item.refund) {
+            _ if item.problem.is_some() => Step {
+                to: CancellationState::ManualReview,
+                retry_in: None,
+                refund_status: None,
+                error: item.problem.clone(),
+                outcome: "inconsistent",
+            },
             (CancellationState::RefundPending, Some(order)) => {
                 let answer = self
                     .call(

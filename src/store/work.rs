@@ -18,6 +18,9 @@ pub struct ClaimedWork {
     pub lease_token: Uuid,
     /// The refund owed (refund_pending rows).
     pub refund: Option<RefundOrder>,
+    /// What is inconsistent about the stored row, if anything: the engine sends such a row to
+    /// manual review instead of failing the whole batch it was claimed with.
+    pub problem: Option<String>,
 }
 
 /// What a worker learnt about one claimed cancellation.
@@ -95,6 +98,7 @@ impl Store {
                 let corrupt = |why: String| WorkError::Corrupt(row.payment_request_id.clone(), why);
                 let state: CancellationState =
                     row.state.parse().map_err(|e| corrupt(format!("{e}")))?;
+                let mut problem = None;
                 let refund = match (
                     row.refund_id,
                     row.refund_payment_id,
@@ -102,20 +106,23 @@ impl Store {
                     row.refund_currency,
                 ) {
                     (Some(refund_id), Some(payment_id), Some(value), Some(currency)) => {
-                        let amount = Currency::parse(&currency)
-                            .and_then(|c| Money::new(value, c))
-                            .map_err(|e| corrupt(e.to_string()))?;
-                        Some(RefundOrder {
-                            refund_id,
-                            payment_request_id: row.payment_request_id.clone(),
-                            payment_id,
-                            amount,
-                        })
+                        match Currency::parse(&currency).and_then(|c| Money::new(value, c)) {
+                            Ok(amount) => Some(RefundOrder {
+                                refund_id,
+                                payment_request_id: row.payment_request_id.clone(),
+                                payment_id,
+                                amount,
+                            }),
+                            Err(e) => {
+                                problem = Some(format!("stored refund amount: {e}"));
+                                None
+                            }
+                        }
                     }
                     _ => None,
                 };
                 if state == CancellationState::RefundPending && refund.is_none() {
-                    return Err(corrupt("refund_pending without a refund".into()));
+                    problem.get_or_insert_with(|| "refund_pending without a refund".into());
                 }
                 Ok(ClaimedWork {
                     payment_request_id: row.payment_request_id.clone(),
@@ -123,6 +130,7 @@ impl Store {
                     attempt: row.attempts,
                     lease_token: row.lease_token,
                     refund,
+                    problem,
                 })
             })
             .collect()

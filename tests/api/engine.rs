@@ -389,3 +389,30 @@ async fn two_engines_on_a_thousand_cancellations_refund_each_exactly_once() {
         "none left behind"
     );
 }
+
+#[tokio::test]
+async fn an_inconsistent_row_goes_to_manual_review_without_blocking_its_batch() {
+    let app = crate::support::spawn_app().await;
+    paid_and_cancelled(&app, "good", 100).await;
+    paid_and_cancelled(&app, "bad", 100).await;
+    // Something outside the service broke the stored refund (a currency no one knows).
+    sqlx::query("UPDATE refunds SET currency = 'XXX' WHERE payment_request_id = 'bad'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+
+    engine_for(&app).drain().await.unwrap();
+
+    assert_eq!(app.db.state_of("good").await.as_deref(), Some("refunded"));
+    assert_eq!(
+        app.db.state_of("bad").await.as_deref(),
+        Some("manual_review")
+    );
+    let record = app.db.store().cancellation("bad").await.unwrap().unwrap();
+    assert!(record.last_error.unwrap().contains("XXX"));
+    assert_eq!(
+        app.wallet.refund_calls().len(),
+        1,
+        "nothing sent for the broken row"
+    );
+}
