@@ -139,6 +139,18 @@ fn parse_status(s: &str) -> Result<PaymentStatus, String> {
         .ok_or_else(|| format!("{s:?} is not SUCCESS, FAILED or PROCESSING"))
 }
 
+/// Prints a line to stdout. A closed pipe (`mpp-cancel report | head`) is not an error worth a
+/// panic: output simply stops.
+macro_rules! say {
+    () => { say_raw("\n") };
+    ($($arg:tt)*) => { say_raw(&format!("{}\n", format_args!($($arg)*))) };
+}
+
+fn say_raw(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init();
@@ -168,14 +180,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             let store = app::connect(&settings)?;
             store.migrate().await.context("applying migrations")?;
-            println!("migrations applied");
+            say!("migrations applied");
             Ok(())
         }
         Command::Show { payment_request_id } => {
             let guard = Guard::new(app::connect(&settings)?);
             match guard.cancellation(&payment_request_id).await? {
                 Some(record) => {
-                    println!("{}", serde_json::to_string_pretty(&record)?);
+                    say!("{}", serde_json::to_string_pretty(&record)?);
                     Ok(())
                 }
                 None => anyhow::bail!("no cancellation for {payment_request_id:?}"),
@@ -188,7 +200,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?
             {
                 Some(state) => {
-                    println!("{payment_request_id}: requeued as {state}");
+                    say!("{payment_request_id}: requeued as {state}");
                     Ok(())
                 }
                 None => anyhow::bail!("{payment_request_id:?} is not in manual_review"),
@@ -199,7 +211,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let format: crate::report::Format =
                 format.parse().map_err(|e: String| anyhow::anyhow!(e))?;
             let lines = store.settlement_report(date).await?;
-            print!("{}", crate::report::render(&lines, format));
+            say_raw(&crate::report::render(&lines, format));
             Ok(())
         }
         Command::Keys {
@@ -234,7 +246,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .transpose()?,
             };
             let outcome = send_cancel(&request).await?;
-            println!("{}", String::from_utf8_lossy(&outcome.raw_body));
+            say!("{}", String::from_utf8_lossy(&outcome.raw_body));
             match (outcome.signature_verified, &outcome.signature_problem) {
                 (Some(true), _) => eprintln!("response signature: verified"),
                 (Some(false), problem) => anyhow::bail!(
@@ -277,7 +289,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let payment_id = DemoWallet::new(store.pool().clone())
                 .create_payment(&new)
                 .await?;
-            println!(
+            say!(
                 "{}",
                 serde_json::json!({
                     "paymentRequestId": new.payment_request_id,
@@ -300,15 +312,15 @@ fn generate_keys(out_dir: &std::path::Path) -> anyhow::Result<()> {
     write_private(&private_path, pair.private_pem().as_bytes())?;
     std::fs::write(&public_path, pair.public_pem())
         .with_context(|| format!("writing {}", public_path.display()))?;
-    println!("private key (keep secret): {}", private_path.display());
-    println!("public key: {}", public_path.display());
-    println!();
-    println!("Upload this public key to Alipay+ (base64 X.509 SubjectPublicKeyInfo):");
-    println!("{}", pair.public_base64());
-    println!();
-    println!("Configure:");
-    println!("  [alipayplus]");
-    println!("  private_key_file = \"{}\"", private_path.display());
+    say!("private key (keep secret): {}", private_path.display());
+    say!("public key: {}", public_path.display());
+    say!();
+    say!("Upload this public key to Alipay+ (base64 X.509 SubjectPublicKeyInfo):");
+    say!("{}", pair.public_base64());
+    say!();
+    say!("Configure:");
+    say!("  [alipayplus]");
+    say!("  private_key_file = \"{}\"", private_path.display());
     Ok(())
 }
 
