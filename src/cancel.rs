@@ -149,7 +149,7 @@ impl CancelService {
         };
         match self.store.record(&new).await {
             Ok(Recorded::Inserted) => {
-                tracing::info!(payment_request_id = id, state = %state, "cancellation recorded");
+                tracing::debug!(payment_request_id = id, state = %state, "cancellation recorded");
                 if state.has_money_work() {
                     self.work_ready.notify_one();
                 }

@@ -103,6 +103,8 @@ pub struct RefundSettings {
     pub workers: usize,
     /// Cancellations claimed per transaction and completed per statement.
     pub batch_size: i64,
+    /// After a partial batch, how long a worker lets work gather before claiming again.
+    pub batch_delay_ms: u64,
     /// Delay after the first failed attempt; doubles per attempt up to `backoff_max_ms`.
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
@@ -205,6 +207,7 @@ fn defaults(b: Builder) -> Result<Builder, config::ConfigError> {
         .set_default("cancel.lookup_timeout_ms", 3000)?
         .set_default("refunds.workers", 4)?
         .set_default("refunds.batch_size", 32)?
+        .set_default("refunds.batch_delay_ms", 50)?
         .set_default("refunds.backoff_base_ms", 1000)?
         .set_default("refunds.backoff_max_ms", 300_000)?
         .set_default("refunds.poll_interval_ms", 500)?

@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 use step::{RetryPolicy, Step};
 use tokio::sync::{Notify, watch};
 
+/// Wallet calls one worker has in flight at most.
+const WALLET_CALLS_PER_WORKER: usize = 8;
+
 /// How the engine paces itself.
 #[derive(Debug, Clone, Copy)]
 pub struct EngineConfig {
@@ -29,6 +32,8 @@ pub struct EngineConfig {
     /// Rows claimed per transaction (and completed per statement).
     pub batch_size: i64,
     pub poll_interval: Duration,
+    /// After a partial batch, how long to let work gather before the next claim.
+    pub batch_delay: Duration,
     pub lease: Duration,
     /// Upper bound on one wallet call, whatever the wallet implementation does.
     pub call_timeout: Duration,
@@ -42,6 +47,7 @@ impl EngineConfig {
             workers: r.workers.max(1),
             batch_size: r.batch_size.max(1),
             poll_interval: Duration::from_millis(r.poll_interval_ms.max(1)),
+            batch_delay: Duration::from_millis(r.batch_delay_ms),
             lease: Duration::from_secs(r.lease_seconds.max(1)),
             call_timeout: Duration::from_millis(settings.wallet.timeout_ms.max(1)),
             policy: RetryPolicy {
@@ -109,14 +115,23 @@ impl RefundEngine {
             if *shutdown.borrow() {
                 return;
             }
-            let worked = match self.run_once().await {
-                Ok(n) => n > 0,
+            let claimed = match self.run_once().await {
+                Ok(n) => n,
                 Err(e) => {
                     tracing::error!(error = %e, "refund engine: claiming or recording failed");
-                    false
+                    0
                 }
             };
-            if worked {
+            if claimed >= self.config.batch_size as usize {
+                continue; // a full batch: more is likely waiting
+            }
+            if claimed > 0 {
+                // A partial batch: let a little more work gather, so claims and completions
+                // carry many rows each instead of one (a refund is then a fraction of a commit).
+                tokio::select! {
+                    _ = tokio::time::sleep(self.config.batch_delay) => {}
+                    _ = shutdown.changed() => {}
+                }
                 continue;
             }
             tokio::select! {
@@ -139,7 +154,13 @@ impl RefundEngine {
         if claimed.is_empty() {
             return Ok(0);
         }
-        let outcomes = join_all(claimed.iter().map(|item| self.work_on(item))).await;
+        // The wallet calls of a batch run concurrently, a few at a time, so one engine never
+        // takes all the pool's connections (the demo wallet uses the same database) or floods
+        // the wallet.
+        let mut outcomes = Vec::with_capacity(claimed.len());
+        for group in claimed.chunks(WALLET_CALLS_PER_WORKER) {
+            outcomes.extend(join_all(group.iter().map(|item| self.work_on(item))).await);
+        }
         let recorded = self.store.complete(self.clock.now(), &outcomes).await?;
         if recorded.len() < outcomes.len() {
             for lost in outcomes
@@ -252,7 +273,7 @@ impl RefundEngine {
         };
         let now = self.clock.now();
         self.metrics.observe_step(step.outcome, step.to);
-        tracing::info!(
+        tracing::debug!(
             payment_request_id = %item.payment_request_id,
             attempt = item.attempt,
             from = %item.state,

@@ -4,12 +4,14 @@
 use crate::config::Settings;
 use crate::domain::Clock;
 use crate::protocol::keys::{load_private_key, load_public_key};
+use crate::protocol::signature::signed_content;
 use crate::protocol::signature::{AuthError, RequestVerifier, ResponseSigner, check_request_time};
-use crate::sim::alipay_request_time;
 use actix_web::HttpRequest;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use anyhow::Context;
-use std::sync::Arc;
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Verifies Alipay+'s requests and signs our responses.
 pub struct MessageSecurity {
@@ -20,7 +22,21 @@ pub struct MessageSecurity {
     client_id: String,
     max_skew: Option<chrono::Duration>,
     clock: Arc<dyn Clock>,
+    /// Signatures made this second, by exact signed content. RSA PKCS#1 v1.5 is deterministic,
+    /// so a remembered signature is byte for byte the one a new signing would make; with
+    /// Response-Time at whole seconds, the many identical answers of a second (every SUCCESS
+    /// body is the same) cost one RSA operation instead of one each.
+    recent: Mutex<RecentSignatures>,
 }
+
+#[derive(Default)]
+struct RecentSignatures {
+    second: String,
+    by_content: HashMap<Vec<u8>, String>,
+}
+
+/// Distinct answers remembered per second; beyond it, responses are signed without memo.
+const RECENT_SIGNATURES_PER_SECOND: usize = 64;
 
 impl MessageSecurity {
     /// Loads the keys `settings` name. With verification on, Alipay+'s public keys and our
@@ -64,6 +80,7 @@ impl MessageSecurity {
             max_skew: (a.max_clock_skew_seconds > 0)
                 .then(|| chrono::Duration::seconds(a.max_clock_skew_seconds)),
             clock,
+            recent: Mutex::new(RecentSignatures::default()),
         })
     }
 
@@ -91,14 +108,27 @@ impl MessageSecurity {
     /// Adds `Client-Id`, `Response-Time` and `Signature` over the exact response body.
     pub fn sign(&self, req: &HttpRequest, headers: &mut HeaderMap, body: &[u8]) {
         let Some(signer) = &self.signer else { return };
-        let response_time = alipay_request_time(self.clock.now());
-        let signature = signer.sign(
-            req.method().as_str(),
-            req.path(),
-            &self.client_id,
-            &response_time,
-            body,
-        );
+        let response_time = response_time(self.clock.now());
+        let method = req.method().as_str();
+        let content = signed_content(method, req.path(), &self.client_id, &response_time, body);
+        let remembered = {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if recent.second != response_time {
+                recent.second.clone_from(&response_time);
+                recent.by_content.clear();
+            }
+            recent.by_content.get(&content).cloned()
+        };
+        let signature = remembered.unwrap_or_else(|| {
+            let signature = signer.sign(method, req.path(), &self.client_id, &response_time, body);
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if recent.second == response_time
+                && recent.by_content.len() < RECENT_SIGNATURES_PER_SECOND
+            {
+                recent.by_content.insert(content, signature.clone());
+            }
+            signature
+        });
         for (name, value) in [
             ("client-id", self.client_id.as_str()),
             ("response-time", response_time.as_str()),
@@ -108,5 +138,28 @@ impl MessageSecurity {
                 headers.insert(HeaderName::from_static(name), value);
             }
         }
+    }
+}
+
+/// Response-Time: ISO 8601 in UTC+8 (as Alipay+ writes its times), to the whole second.
+fn response_time(now: DateTime<Utc>) -> String {
+    match FixedOffset::east_opt(8 * 3600) {
+        Some(utc8) => now
+            .with_timezone(&utc8)
+            .to_rfc3339_opts(SecondsFormat::Secs, false),
+        None => now.to_rfc3339_opts(SecondsFormat::Secs, true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_time_is_utc8_to_the_second() {
+        let now = DateTime::parse_from_rfc3339("2026-11-21T16:30:05.987Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(response_time(now), "2026-11-22T00:30:05+08:00");
     }
 }

@@ -35,9 +35,13 @@ impl Store {
         max_connections: u32,
         acquire_timeout: Duration,
     ) -> Self {
+        // No ping before each checkout: it costs a round trip per query. A connection that died
+        // with the server fails its query instead, that request answers U (Alipay+ retries) and
+        // the pool replaces the connection.
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
+            .test_before_acquire(false)
             .connect_lazy_with(options);
         Self { pool }
     }
