@@ -90,20 +90,34 @@ impl Store {
         .await
     }
 
-    /// Makes a decision durable, in one transaction: the cancellation row, the refund it owes
-    /// (at most one per id: primary key) and the audit event. If a concurrent request for the
-    /// same id committed first, the insert waits for it and this returns its answer instead.
+    /// Makes a decision durable in one statement (one transaction, one round trip): the
+    /// cancellation row, the refund it owes (at most one per id: primary key) and the audit
+    /// event. If a concurrent request for the same id committed first, the insert waits for it
+    /// and this returns its answer instead.
     pub async fn record(&self, new: &NewCancellation<'_>) -> Result<Recorded, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
         let next_attempt_at = new.state.has_money_work().then_some(new.now);
+        let detail = json!({
+            "resultCode": new.result_code,
+            "paymentStatus": new.payment_status,
+            "refund": new.refund.as_ref().map(|r| r.amount.to_string()),
+        });
         let inserted = sqlx::query_scalar!(
-            r#"INSERT INTO cancellations
-                 (payment_request_id, acquirer_id, psp_id, state, result_code, result_status,
-                  response_body, payment_id, payment_status, amount_value, currency,
-                  payment_created_at, settlement_date, requested_at, updated_at, next_attempt_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)
-               ON CONFLICT (payment_request_id) DO NOTHING
-               RETURNING 1 AS "one!""#,
+            r#"WITH decided AS (
+                 INSERT INTO cancellations
+                   (payment_request_id, acquirer_id, psp_id, state, result_code, result_status,
+                    response_body, payment_id, payment_status, amount_value, currency,
+                    payment_created_at, settlement_date, requested_at, updated_at, next_attempt_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)
+                 ON CONFLICT (payment_request_id) DO NOTHING
+                 RETURNING payment_request_id),
+               refund AS (
+                 INSERT INTO refunds (payment_request_id, payment_id, amount_value, currency, created_at)
+                 SELECT payment_request_id, $16, $17, $18, $14 FROM decided
+                  WHERE $16::text IS NOT NULL),
+               audit AS (
+                 INSERT INTO audit_events (payment_request_id, occurred_at, event, to_state, detail)
+                 SELECT payment_request_id, $14, 'cancel_decided', $4, $19::text::jsonb FROM decided)
+               SELECT count(*) AS "inserted!" FROM decided"#,
             new.payment_request_id,
             new.acquirer_id,
             new.psp_id,
@@ -119,47 +133,21 @@ impl Store {
             new.settlement_date,
             new.now,
             next_attempt_at,
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        if inserted.is_none() {
-            tx.rollback().await?;
-            let existing = self.stored_answer(new.payment_request_id).await?;
-            // The row cannot vanish (rows are never deleted), so a conflict means it is there.
-            return existing
-                .map(Recorded::Existing)
-                .ok_or(sqlx::Error::RowNotFound);
-        }
-        if let Some(refund) = &new.refund {
-            sqlx::query!(
-                r#"INSERT INTO refunds (payment_request_id, payment_id, amount_value, currency, created_at)
-                   VALUES ($1, $2, $3, $4, $5)"#,
-                new.payment_request_id,
-                refund.payment_id,
-                refund.amount.minor_units,
-                refund.amount.currency.code(),
-                new.now,
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
-        let detail = json!({
-            "resultCode": new.result_code,
-            "paymentStatus": new.payment_status,
-            "refund": new.refund.as_ref().map(|r| r.amount.to_string()),
-        });
-        sqlx::query!(
-            r#"INSERT INTO audit_events (payment_request_id, occurred_at, event, to_state, detail)
-               VALUES ($1, $2, 'cancel_decided', $3, $4::text::jsonb)"#,
-            new.payment_request_id,
-            new.now,
-            new.state.as_str(),
+            new.refund.as_ref().map(|r| r.payment_id),
+            new.refund.as_ref().map(|r| r.amount.minor_units),
+            new.refund.as_ref().map(|r| r.amount.currency.code()),
             detail.to_string(),
         )
-        .execute(&mut *tx)
+        .fetch_one(&self.pool)
         .await?;
-        tx.commit().await?;
-        Ok(Recorded::Inserted)
+        if inserted == 1 {
+            return Ok(Recorded::Inserted);
+        }
+        // The row cannot vanish (rows are never deleted), so a conflict means it is there.
+        self.stored_answer(new.payment_request_id)
+            .await?
+            .map(Recorded::Existing)
+            .ok_or(sqlx::Error::RowNotFound)
     }
 
     /// The cancellation of an id with its refund, if Alipay+ ever cancelled it.
