@@ -9,11 +9,11 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
 use crate::protocol::keys::{PrivateKey, PublicKey};
-use crate::protocol::signature::{ResponseSigner, verify_response};
+use crate::protocol::signature::{ResponseSigner, alipay_time, verify_response};
 
 /// How long the simulator waits for the whole exchange.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -89,13 +89,7 @@ pub fn cancel_body(acquirer_id: &str, psp_id: &str, payment_request_id: &str) ->
 /// `Request-Time` as Alipay+ writes it: RFC 3339 with milliseconds and the UTC+8 offset, e.g.
 /// `2026-11-21T18:05:07.123+08:00`; the offset form exercises the service's time parsing.
 pub fn alipay_request_time(now: DateTime<Utc>) -> String {
-    // east_opt only refuses offsets of a day or more; the UTC branch is never taken.
-    match FixedOffset::east_opt(8 * 3600) {
-        Some(utc8) => now
-            .with_timezone(&utc8)
-            .to_rfc3339_opts(SecondsFormat::Millis, false),
-        None => now.to_rfc3339_opts(SecondsFormat::Millis, true),
-    }
+    alipay_time(now, SecondsFormat::Millis)
 }
 
 /// The path to sign: the URL's path, exactly as it will be sent.

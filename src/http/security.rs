@@ -4,12 +4,12 @@
 use crate::config::Settings;
 use crate::domain::Clock;
 use crate::protocol::keys::{load_private_key, load_public_key};
-use crate::protocol::signature::signed_content;
 use crate::protocol::signature::{AuthError, RequestVerifier, ResponseSigner, check_request_time};
+use crate::protocol::signature::{alipay_time, signed_content};
 use actix_web::HttpRequest;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use anyhow::Context;
-use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -141,14 +141,9 @@ impl MessageSecurity {
     }
 }
 
-/// Response-Time: ISO 8601 in UTC+8 (as Alipay+ writes its times), to the whole second.
+/// Response-Time to the whole second, so identical answers within a second share a signature.
 fn response_time(now: DateTime<Utc>) -> String {
-    match FixedOffset::east_opt(8 * 3600) {
-        Some(utc8) => now
-            .with_timezone(&utc8)
-            .to_rfc3339_opts(SecondsFormat::Secs, false),
-        None => now.to_rfc3339_opts(SecondsFormat::Secs, true),
-    }
+    alipay_time(now, SecondsFormat::Secs)
 }
 
 #[cfg(test)]

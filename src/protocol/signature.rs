@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use super::keys::{KeyError, PrivateKey, PublicKey};
@@ -487,6 +487,16 @@ impl ResponseSigner {
         let content = signed_content(method, path, client_id, time, body);
         let signature = self.key.sign_pkcs1_sha256(&content)?;
         Ok(format_signature_header(&self.key_version, &signature))
+    }
+}
+
+/// A `Request-Time` / `Response-Time` value as Alipay+ writes its times: RFC 3339 at the UTC+8
+/// offset, to the precision given (`2026-11-21T18:05:07.123+08:00` with milliseconds).
+pub fn alipay_time(now: DateTime<Utc>, precision: SecondsFormat) -> String {
+    // east_opt only refuses offsets of a day or more; the UTC branch is never taken.
+    match FixedOffset::east_opt(8 * 3600) {
+        Some(utc8) => now.with_timezone(&utc8).to_rfc3339_opts(precision, false),
+        None => now.to_rfc3339_opts(precision, true),
     }
 }
 
