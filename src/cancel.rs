@@ -5,7 +5,7 @@
 
 use crate::domain::{CancellationWindow, Clock, Decision, Payment, Rejection, decide};
 use crate::protocol::{CancelPaymentRequest, ResultCode, result_body};
-use crate::store::{NewCancellation, QueuedRefund, Recorded, Store, StoredAnswer};
+use crate::store::{NewCancellation, Prior, QueuedRefund, Recorded, Store, StoredAnswer};
 use crate::wallet::{Wallet, WalletError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,26 +88,34 @@ impl CancelService {
     }
 
     async fn answer(&self, request: &CancelPaymentRequest) -> Answer {
+        // The arrival: the window is judged by when Alipay+ asked, never by when a slow wallet or
+        // database let us decide.
+        let arrived = self.clock.now();
         if request.psp_id != self.psp_id {
             return Answer::fresh(ResultCode::AccessDenied, "pspId does not name this MPP");
         }
         let id = request.payment_request_id.as_str();
-        match self.store.stored_answer(id).await {
-            Ok(Some(stored)) => return replay(request, stored),
-            Ok(None) => {}
+        let first_arrival = match self.store.prior(id).await {
+            Ok(Prior {
+                answer: Some(stored),
+                ..
+            }) => return replay(request, stored),
+            Ok(Prior { first_arrival, .. }) => first_arrival,
             Err(e) => {
                 tracing::error!(payment_request_id = id, error = %e, "reading the stored answer failed");
                 return Answer::unknown();
             }
-        }
+        };
+        // An earlier attempt that arrived in time but was answered U keeps this id in time.
+        let now = first_arrival.map_or(arrived, |first| first.min(arrived));
         let payment = match self.look_up(id).await {
             Ok(payment) => payment,
             Err(e) => {
                 tracing::error!(payment_request_id = id, error = %e, "payment lookup failed");
+                self.note_undecided(id, now).await;
                 return Answer::unknown();
             }
         };
-        let now = self.clock.now();
         let decision = decide(payment.as_ref(), &self.window, now);
         let code = match decision {
             Decision::Accept { .. } => ResultCode::Success,
@@ -162,8 +170,18 @@ impl CancelService {
             Ok(Recorded::Existing(stored)) => replay(request, stored),
             Err(e) => {
                 tracing::error!(payment_request_id = id, error = %e, "recording the cancellation failed");
+                self.note_undecided(id, now).await;
                 Answer::unknown()
             }
+        }
+    }
+
+    /// Remembers the arrival of a request answered `U`, when the database lets us: its retries
+    /// are then judged by this arrival. Best effort: if the database is down, nothing can be
+    /// remembered and the retry is judged by its own arrival.
+    async fn note_undecided(&self, id: &str, arrived: chrono::DateTime<chrono::Utc>) {
+        if let Err(e) = self.store.note_arrival(id, arrived).await {
+            tracing::warn!(payment_request_id = id, error = %e, "could not remember the arrival of an undecided cancel");
         }
     }
 

@@ -41,6 +41,7 @@ pub struct Metrics {
     due_work: Gauge,
     oldest_due_age_seconds: Gauge<f64, AtomicU64>,
     manual_review: Gauge,
+    worker_restarts: Counter,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -109,6 +110,12 @@ impl Metrics {
             "Cancellations waiting for a person (manual_review)",
             manual_review.clone(),
         );
+        let worker_restarts = Counter::default();
+        registry.register(
+            "refund_worker_restarts",
+            "Refund workers that died (a panic) and were restarted",
+            worker_restarts.clone(),
+        );
         Self {
             registry,
             requests,
@@ -119,7 +126,13 @@ impl Metrics {
             due_work,
             oldest_due_age_seconds,
             manual_review,
+            worker_restarts,
         }
+    }
+
+    /// A refund worker died and is being restarted.
+    pub fn observe_worker_restart(&self) {
+        self.worker_restarts.inc();
     }
 
     pub fn observe_answer(&self, code: crate::protocol::ResultCode, elapsed: Duration) {

@@ -9,6 +9,7 @@ pub mod money;
 pub mod payment;
 pub mod retry;
 pub mod state;
+pub mod untrusted;
 pub mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};

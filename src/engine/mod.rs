@@ -10,20 +10,30 @@
 pub mod step;
 
 use crate::config::Settings;
-use crate::domain::{Backoff, CancellationState, Clock};
+use crate::domain::{Backoff, CancellationState, CancellationWindow, Clock, untrusted};
 use crate::metrics::Metrics;
-use crate::store::{ClaimedWork, Store, WorkError, WorkOutcome};
+use crate::store::{ClaimedWork, FoundPayment, Store, WorkError, WorkOutcome};
 use crate::wallet::{RefundOutcome, Wallet, WalletError};
+use futures_util::FutureExt;
 use futures_util::future::join_all;
 use serde_json::json;
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use step::{RetryPolicy, Step};
+use step::{FoundAfterClose, RetryPolicy, Step};
 use tokio::sync::{Notify, watch};
+use uuid::Uuid;
 
 /// Wallet calls one worker has in flight at most.
 const WALLET_CALLS_PER_WORKER: usize = 8;
+
+/// Wallet calls one step may make in a row (close, then the lookup of a payment that
+/// succeeded after all): a lease must cover them with room to spare.
+const CALLS_PER_STEP: u32 = 2;
+
+/// Room left on a lease, beyond the calls themselves, for recording the outcome.
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
 /// How the engine paces itself.
 #[derive(Debug, Clone, Copy)]
@@ -34,22 +44,27 @@ pub struct EngineConfig {
     pub poll_interval: Duration,
     /// After a partial batch, how long to let work gather before the next claim.
     pub batch_delay: Duration,
+    /// How long a claim holds its rows, on the database's clock. Renewed every third of it
+    /// while the batch is worked.
     pub lease: Duration,
     /// Upper bound on one wallet call, whatever the wallet implementation does.
     pub call_timeout: Duration,
     pub policy: RetryPolicy,
+    /// To give a payment found after the decision its true settlement day.
+    pub window: CancellationWindow,
 }
 
 impl EngineConfig {
     pub fn from_settings(settings: &Settings) -> Self {
         let r = &settings.refunds;
+        let call_timeout = Duration::from_millis(settings.wallet.timeout_ms.max(1));
         Self {
             workers: r.workers.max(1),
             batch_size: r.batch_size.max(1),
             poll_interval: Duration::from_millis(r.poll_interval_ms.max(1)),
             batch_delay: Duration::from_millis(r.batch_delay_ms),
-            lease: Duration::from_secs(r.lease_seconds.max(1)),
-            call_timeout: Duration::from_millis(settings.wallet.timeout_ms.max(1)),
+            lease: Self::lease_covering(Duration::from_secs(r.lease_seconds.max(1)), call_timeout),
+            call_timeout,
             policy: RetryPolicy {
                 max_attempts: r.max_attempts.max(1),
                 backoff: Backoff {
@@ -57,7 +72,59 @@ impl EngineConfig {
                     max: Duration::from_millis(r.backoff_max_ms.max(1)),
                 },
             },
+            // Application::build refuses an invalid window before any engine exists.
+            window: settings.cancel_window().unwrap_or_default(),
         }
+    }
+
+    /// The lease actually used: at least long enough that, renewed every third of it, a step's
+    /// wallet calls always start with enough lease left to finish under it.
+    pub fn lease_covering(configured: Duration, call_timeout: Duration) -> Duration {
+        let needed = (call_timeout * CALLS_PER_STEP + LEASE_MARGIN) * 3 / 2;
+        configured.max(needed)
+    }
+
+    /// The lease a step needs left before it makes its wallet calls.
+    fn step_budget(&self) -> Duration {
+        self.call_timeout * CALLS_PER_STEP + LEASE_MARGIN
+    }
+}
+
+/// Whether the engine keeps its workers alive, for readiness: a worker that dies (a panic) is
+/// restarted, but one that keeps dying makes the instance not ready.
+#[derive(Debug, Default)]
+pub struct EngineHealth {
+    deaths: std::sync::Mutex<Vec<Instant>>,
+    total_deaths: std::sync::atomic::AtomicU64,
+}
+
+impl EngineHealth {
+    /// Deaths within [`Self::WINDOW`] that make the engine unhealthy.
+    pub const MAX_RECENT_DEATHS: usize = 3;
+    pub const WINDOW: Duration = Duration::from_secs(60);
+
+    fn record_death(&self) {
+        self.total_deaths
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut deaths = self.deaths.lock().unwrap_or_else(|e| e.into_inner());
+        deaths.retain(|at| at.elapsed() < Self::WINDOW);
+        deaths.push(Instant::now());
+    }
+
+    /// Worker deaths since the start.
+    pub fn total_deaths(&self) -> u64 {
+        self.total_deaths.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// False when workers died [`Self::MAX_RECENT_DEATHS`] times or more within the last
+    /// [`Self::WINDOW`].
+    pub fn is_healthy(&self) -> bool {
+        let deaths = self.deaths.lock().unwrap_or_else(|e| e.into_inner());
+        deaths
+            .iter()
+            .filter(|at| at.elapsed() < Self::WINDOW)
+            .count()
+            < Self::MAX_RECENT_DEATHS
     }
 }
 
@@ -68,6 +135,35 @@ pub struct RefundEngine {
     config: EngineConfig,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    health: Arc<EngineHealth>,
+}
+
+/// What the worker holding a batch knows of its leases: when they run out at the earliest (on
+/// this instance's monotonic clock, measured from before the database set them, so never later
+/// than the database's own expiry), and which claims were lost.
+struct Leases {
+    until: std::sync::Mutex<Instant>,
+    lost: std::sync::Mutex<HashSet<Uuid>>,
+}
+
+impl Leases {
+    fn new(until: Instant) -> Self {
+        Self {
+            until: std::sync::Mutex::new(until),
+            lost: std::sync::Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Whether the claim still holds for at least `needed`.
+    fn holds(&self, token: Uuid, needed: Duration) -> bool {
+        let until = *self.until.lock().unwrap_or_else(|e| e.into_inner());
+        let lost = self
+            .lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&token);
+        !lost && until.saturating_duration_since(Instant::now()) >= needed
+    }
 }
 
 impl RefundEngine {
@@ -87,6 +183,7 @@ impl RefundEngine {
             config,
             wake,
             metrics: Arc::new(Metrics::new()),
+            health: Arc::new(EngineHealth::default()),
         }
     }
 
@@ -96,16 +193,38 @@ impl RefundEngine {
         self
     }
 
+    /// Whether the workers stay alive (for `/readyz`).
+    pub fn health(&self) -> Arc<EngineHealth> {
+        self.health.clone()
+    }
+
     /// Runs `config.workers` workers until `shutdown` turns true. Each worker finishes the batch
-    /// it holds (bounded by the wallet call timeout) before returning.
+    /// it holds (bounded by the wallet call timeout) before returning. A worker that dies is
+    /// restarted, and the death counted and logged.
     pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let health = self.health.clone();
+        let metrics = self.metrics.clone();
         let workers: Vec<_> = (0..self.config.workers)
-            .map(|_| tokio::spawn(self.clone().worker(shutdown.clone())))
+            .map(|n| {
+                let engine = self.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(supervise(
+                    format!("refund worker {n}"),
+                    shutdown.clone(),
+                    move || engine.clone().worker(shutdown.clone()),
+                    {
+                        let health = health.clone();
+                        let metrics = metrics.clone();
+                        move || {
+                            health.record_death();
+                            metrics.observe_worker_restart();
+                        }
+                    },
+                ))
+            })
             .collect();
         for worker in workers {
-            if let Err(e) = worker.await {
-                tracing::error!(error = %e, "a refund worker crashed");
-            }
+            let _ = worker.await;
         }
         tracing::info!("refund engine stopped");
     }
@@ -144,24 +263,118 @@ impl RefundEngine {
 
     /// Claims one batch of due work, performs it and records the outcomes. Returns how many
     /// cancellations were worked on (0: nothing was due).
+    ///
+    /// The batch's leases are renewed while it is worked, and no wallet call starts for a row
+    /// unless its lease holds long enough for the call to end under it: two instances never
+    /// call the wallet for one cancellation at the same time.
     pub async fn run_once(&self) -> Result<usize, WorkError> {
         let now = self.clock.now();
-        let lease_until = now + self.config.lease;
+        let lease = self.config.lease;
+        let claim_sent = Instant::now();
         let claimed = self
             .store
-            .claim_due(now, lease_until, self.config.batch_size)
+            .claim_due(now, lease, self.config.batch_size)
             .await?;
         if claimed.is_empty() {
             return Ok(0);
         }
-        // The wallet calls of a batch run concurrently, a few at a time, so one engine never
-        // takes all the pool's connections (the demo wallet uses the same database) or floods
-        // the wallet.
-        let mut outcomes = Vec::with_capacity(claimed.len());
-        for group in claimed.chunks(WALLET_CALLS_PER_WORKER) {
-            outcomes.extend(join_all(group.iter().map(|item| self.work_on(item))).await);
+        let leases = Leases::new(claim_sent + lease);
+        let work = async {
+            // The wallet calls of a batch run concurrently, a few at a time, so one engine
+            // never takes all the pool's connections (the demo wallet uses the same database)
+            // or floods the wallet.
+            let mut outcomes = Vec::with_capacity(claimed.len());
+            for group in claimed.chunks(WALLET_CALLS_PER_WORKER) {
+                let done = join_all(group.iter().map(|item| self.work_on_guarded(item, &leases)));
+                outcomes.extend(done.await.into_iter().flatten());
+            }
+            outcomes
+        };
+        let outcomes = tokio::select! {
+            outcomes = work => outcomes,
+            never = self.renew(&claimed, &leases) => match never {},
+        };
+        self.record(&outcomes).await?;
+        Ok(claimed.len())
+    }
+
+    /// Renews the batch's leases every third of a lease, for as long as it is polled.
+    async fn renew(&self, claimed: &[ClaimedWork], leases: &Leases) -> std::convert::Infallible {
+        let ids: Vec<String> = claimed
+            .iter()
+            .map(|c| c.payment_request_id.clone())
+            .collect();
+        let tokens: Vec<Uuid> = claimed.iter().map(|c| c.lease_token).collect();
+        loop {
+            tokio::time::sleep(self.config.lease / 3).await;
+            let sent = Instant::now();
+            match self
+                .store
+                .renew_leases(&ids, &tokens, self.config.lease)
+                .await
+            {
+                Ok(held) => {
+                    *leases.until.lock().unwrap_or_else(|e| e.into_inner()) =
+                        sent + self.config.lease;
+                    let held: HashSet<Uuid> = held.into_iter().collect();
+                    leases
+                        .lost
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend(tokens.iter().filter(|t| !held.contains(t)));
+                }
+                // The old deadline stands: rows whose lease runs short get no new wallet call.
+                Err(e) => tracing::warn!(error = %e, "refund engine: renewing leases failed"),
+            }
         }
-        let recorded = self.store.complete(self.clock.now(), &outcomes).await?;
+    }
+
+    /// Writes a batch's outcomes: in one statement, or, if the database refuses that, row by
+    /// row, so one row whose outcome cannot be written goes to manual review alone and the
+    /// rest of the batch completes.
+    async fn record(&self, outcomes: &[WorkOutcome]) -> Result<(), WorkError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let recorded = match self.store.complete(now, outcomes).await {
+            Ok(recorded) => recorded,
+            Err(e) if !is_about_the_data(&e) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "refund engine: a batch's outcomes were refused; recording them one by one");
+                let mut recorded = Vec::with_capacity(outcomes.len());
+                for outcome in outcomes {
+                    match self
+                        .store
+                        .complete(now, std::slice::from_ref(outcome))
+                        .await
+                    {
+                        Ok(done) => recorded.extend(done),
+                        Err(e) if !is_about_the_data(&e) => return Err(e.into()),
+                        Err(e) => {
+                            let reason = untrusted::text(&format!(
+                                "the outcome of the wallet call could not be recorded: {e}"
+                            ));
+                            tracing::error!(payment_request_id = %outcome.payment_request_id, %reason, "set aside for manual review");
+                            if self
+                                .store
+                                .set_aside(
+                                    now,
+                                    &outcome.payment_request_id,
+                                    outcome.lease_token,
+                                    outcome.from,
+                                    &reason,
+                                )
+                                .await?
+                            {
+                                recorded.push(outcome.payment_request_id.clone());
+                            }
+                        }
+                    }
+                }
+                recorded
+            }
+        };
         if recorded.len() < outcomes.len() {
             for lost in outcomes
                 .iter()
@@ -173,7 +386,7 @@ impl RefundEngine {
                 );
             }
         }
-        Ok(claimed.len())
+        Ok(())
     }
 
     /// Runs batches until nothing is due. For tests, benchmarks and one-shot tools.
@@ -187,20 +400,58 @@ impl RefundEngine {
         }
     }
 
+    /// One row's step, unless its lease runs short (then nothing is done: the row is taken up
+    /// again once the lease has expired). A panic in the wallet implementation is this row's
+    /// error, not the worker's death.
+    async fn work_on_guarded(&self, item: &ClaimedWork, leases: &Leases) -> Option<WorkOutcome> {
+        if !leases.holds(item.lease_token, self.config.step_budget()) {
+            tracing::warn!(
+                payment_request_id = %item.payment_request_id,
+                "lease too short to call the wallet; left for the next claim"
+            );
+            return None;
+        }
+        match std::panic::AssertUnwindSafe(self.work_on(item))
+            .catch_unwind()
+            .await
+        {
+            Ok(outcome) => Some(outcome),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(payment_request_id = %item.payment_request_id, panic = %what, "the step panicked");
+                let step = retry_after_error(
+                    &self.config.policy,
+                    item,
+                    format!("the wallet call panicked: {}", untrusted::text(&what)),
+                );
+                Some(self.outcome(item, step, Vec::new(), None, None))
+            }
+        }
+    }
+
     async fn work_on(&self, item: &ClaimedWork) -> WorkOutcome {
         let mut calls = Vec::new();
         let jitter = fastrand::f64();
         let policy = &self.config.policy;
-        let mut new_refund = None;
+        let mut found = None;
         let mut reference = None;
         let step = match (item.state, &item.refund) {
-            _ if item.problem.is_some() => Step {
-                to: CancellationState::ManualReview,
-                retry_in: None,
-                refund_status: None,
-                error: item.problem.clone(),
-                outcome: "inconsistent",
-            },
+            _ if item.problem.is_some() => {
+                step::manual_review("inconsistent", item.problem.clone().unwrap_or_default())
+            }
+            // Only a claim that never recorded its outcome (the worker died, or the lease was
+            // lost, every time) can count past the limit: stop calling the wallet for it.
+            _ if item.attempt > policy.max_attempts => step::manual_review(
+                "attempts_exhausted",
+                format!(
+                    "{} claims without a recorded outcome (workers died or lost their lease)",
+                    item.attempt
+                ),
+            ),
             (CancellationState::RefundPending, Some(order)) => {
                 let answer = self
                     .call(
@@ -210,76 +461,89 @@ impl RefundEngine {
                         self.wallet.refund(order),
                     )
                     .await;
-                if let Ok(RefundOutcome::Succeeded { reference: r, .. }) = &answer {
-                    reference = r.clone();
+                let usable_reference = match &answer {
+                    Ok(RefundOutcome::Succeeded {
+                        reference: Some(r), ..
+                    }) => Some(untrusted::identifier("refund reference", r).map(str::to_owned)),
+                    _ => None,
+                };
+                let mut step =
+                    step::after_refund(policy, item.attempt, jitter, order.amount, answer);
+                match usable_reference {
+                    Some(Ok(r)) => reference = Some(r),
+                    // The money moved, but what the wallet said about it cannot be kept.
+                    Some(Err(why)) if step.to == CancellationState::Refunded => {
+                        step.to = CancellationState::ManualReview;
+                        step.error = Some(format!("the refund succeeded, but {why}"));
+                        step.outcome = "bad_reference";
+                    }
+                    _ => {}
                 }
-                step::after_refund(policy, item.attempt, jitter, order.amount, answer)
+                step
             }
             (CancellationState::AwaitingOutcome, _) => {
                 let id = &item.payment_request_id;
                 let answer = self
-                    .call(
-                        &item.payment_request_id,
-                        &mut calls,
-                        "close",
-                        self.wallet.close(id),
-                    )
+                    .call(id, &mut calls, "close", self.wallet.close(id))
                     .await;
                 let step = step::after_close(policy, item.attempt, jitter, answer);
                 if step.to == CancellationState::RefundPending {
-                    // It succeeded after all: queue the refund of the full amount it took.
+                    // It succeeded after all: check what the wallet now says of the payment
+                    // before queueing the refund of the full amount it took.
                     match self
-                        .call(
-                            &item.payment_request_id,
-                            &mut calls,
-                            "payment",
-                            self.wallet.payment(id),
-                        )
+                        .call(id, &mut calls, "payment", self.wallet.payment(id))
                         .await
                     {
-                        Ok(Some(p)) if p.refunded_minor_units > 0 => Step {
-                            to: CancellationState::ManualReview,
-                            retry_in: None,
-                            refund_status: None,
-                            error: Some(format!(
-                                "the payment succeeded after the cancel, but the wallet already refunded {} of it",
-                                p.refunded_minor_units
-                            )),
-                            outcome: "already_refunded",
+                        Ok(answer) => match step::found_after_close(
+                            id,
+                            item.known_payment.as_ref(),
+                            answer,
+                            &self.config.window,
+                        ) {
+                            FoundAfterClose::Found(payment) => {
+                                found = Some(payment);
+                                step
+                            }
+                            FoundAfterClose::Retry(why) => {
+                                step::lookup_failed(policy, item.attempt, jitter, why)
+                            }
+                            FoundAfterClose::Refuse(why) => {
+                                step::manual_review("inconsistent_wallet", why)
+                            }
                         },
-                        Ok(Some(p)) => {
-                            new_refund = Some((p.payment_id, p.amount));
-                            step
-                        }
-                        Ok(None) => step::lookup_failed(
-                            policy,
-                            item.attempt,
-                            jitter,
-                            "the wallet says the payment succeeded but cannot find it".into(),
-                        ),
                         Err(e) => step::lookup_failed(policy, item.attempt, jitter, e.to_string()),
                     }
                 } else {
                     step
                 }
             }
-            (state, _) => Step {
-                to: CancellationState::ManualReview,
-                retry_in: None,
-                refund_status: None,
-                error: Some(format!("claimed in state {state} without work to do")),
-                outcome: "inconsistent",
-            },
+            (state, _) => step::manual_review(
+                "inconsistent",
+                format!("claimed in state {state} without work to do"),
+            ),
         };
+        self.outcome(item, step, calls, found, reference)
+    }
+
+    /// The outcome to record for a step; every text in it made fit to store.
+    fn outcome(
+        &self,
+        item: &ClaimedWork,
+        step: Step,
+        calls: Vec<serde_json::Value>,
+        found: Option<FoundPayment>,
+        wallet_reference: Option<String>,
+    ) -> WorkOutcome {
         let now = self.clock.now();
         self.metrics.observe_step(step.outcome, step.to);
+        let error = step.error.as_deref().map(untrusted::text);
         tracing::debug!(
             payment_request_id = %item.payment_request_id,
             attempt = item.attempt,
             from = %item.state,
             to = %step.to,
             outcome = step.outcome,
-            error = step.error.as_deref(),
+            error = error.as_deref(),
             "refund engine step"
         );
         WorkOutcome {
@@ -290,17 +554,23 @@ impl RefundEngine {
             next_attempt_at: step
                 .retry_in
                 .map(|d| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)),
-            last_error: step.error.clone(),
+            last_error: error.clone(),
             refund_status: step.refund_status,
-            wallet_reference: reference,
+            wallet_reference,
             detail: json!({
                 "attempt": item.attempt,
                 "outcome": step.outcome,
-                "error": step.error,
+                "error": error,
                 "refundId": item.refund.as_ref().map(|r| r.refund_id),
+                "corrected": found.as_ref().map(|f| json!({
+                    "paymentId": f.payment_id,
+                    "amount": f.amount.to_string(),
+                    "createdAt": f.created_at,
+                    "settlementDate": f.settlement_date,
+                })),
                 "calls": calls,
             }),
-            new_refund,
+            found,
         }
     }
 
@@ -337,12 +607,50 @@ impl RefundEngine {
                 "wallet call failed"
             ),
         }
+        // Debug formatting escapes control characters; the text is capped all the same.
         calls.push(match &result {
             Ok(answer) => {
-                json!({"call": name, "answer": format!("{answer:?}"), "durationMs": duration_ms})
+                json!({"call": name, "answer": untrusted::text(&format!("{answer:?}")), "durationMs": duration_ms})
             }
-            Err(e) => json!({"call": name, "error": e.to_string(), "durationMs": duration_ms}),
+            Err(e) => json!({"call": name, "error": untrusted::text(&e.to_string()), "durationMs": duration_ms}),
         });
         result
+    }
+}
+
+/// The step after a failure that is nobody's answer (a panic): retried like a wallet error.
+fn retry_after_error(policy: &RetryPolicy, item: &ClaimedWork, error: String) -> Step {
+    step::retry_error(policy, item.state, item.attempt, fastrand::f64(), error)
+}
+
+/// Whether a database error is about the values written (a constraint, bad text, a limit)
+/// rather than the database being unreachable: only then does retrying row by row help.
+fn is_about_the_data(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(_) | sqlx::Error::Encode(_))
+}
+
+/// Runs the task `make` builds until `shutdown` turns true, building and starting it again
+/// whenever it dies (a panic), after a short pause; `on_death` counts each death.
+pub async fn supervise<F, Fut>(
+    name: String,
+    shutdown: watch::Receiver<bool>,
+    make: F,
+    on_death: impl Fn(),
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match tokio::spawn(make()).await {
+            Ok(()) => return,
+            Err(e) => {
+                on_death();
+                tracing::error!(task = %name, error = %e, "a refund worker died; restarting it");
+            }
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -1,7 +1,10 @@
 //! What one wallet call means for a cancellation: pure, from (state, attempt, wallet answer) to
 //! the next state. The engine's I/O lives in `mod.rs`; every rule about money is here.
 
-use crate::domain::{Backoff, CancellationState, Money};
+use crate::domain::{
+    Backoff, CancellationState, CancellationWindow, Money, Payment, PaymentStatus, untrusted,
+};
+use crate::store::{FoundPayment, KnownPayment};
 use crate::wallet::{CloseOutcome, RefundOutcome, WalletError};
 use std::time::Duration;
 
@@ -162,6 +165,91 @@ pub fn lookup_failed(policy: &RetryPolicy, attempt: i32, jitter: f64, error: Str
     )
 }
 
+/// An attempt in `from` that failed without an answer: again later, in the same state.
+pub fn retry_error(
+    policy: &RetryPolicy,
+    from: CancellationState,
+    attempt: i32,
+    jitter: f64,
+    error: String,
+) -> Step {
+    policy.again(from, attempt, jitter, "error", Some(error), None)
+}
+
+/// A step that hands the row to a person, at once.
+pub fn manual_review(outcome: &'static str, error: String) -> Step {
+    Step {
+        to: CancellationState::ManualReview,
+        retry_in: None,
+        refund_status: None,
+        error: Some(error),
+        outcome,
+    }
+}
+
+/// What the lookup after a close that found a success means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FoundAfterClose {
+    /// The payment, checked: queue its refund and correct the stored facts from it.
+    Found(FoundPayment),
+    /// The wallet could not show it yet: ask again later.
+    Retry(String),
+    /// The wallet contradicts itself or the cancellation: a person must look; no refund.
+    Refuse(String),
+}
+
+/// Checks the payment the wallet reports after its close answered "already succeeded", as the
+/// cancel path checks its lookup: the same paymentRequestId, SUCCESS, nothing refunded yet, a
+/// usable paymentId, and, when the payment was known at decision time, the same paymentId and
+/// amount. The settlement day T is taken from the payment's own creation time.
+pub fn found_after_close(
+    payment_request_id: &str,
+    known: Option<&KnownPayment>,
+    answer: Option<Payment>,
+    window: &CancellationWindow,
+) -> FoundAfterClose {
+    use FoundAfterClose::{Found, Refuse, Retry};
+    let Some(p) = answer else {
+        return Retry("the wallet says the payment succeeded but cannot find it".into());
+    };
+    if p.payment_request_id != payment_request_id {
+        return Refuse("the wallet's lookup answered about another paymentRequestId".into());
+    }
+    if p.status != PaymentStatus::Success {
+        return Refuse(format!(
+            "the wallet's close said the payment succeeded, its lookup says {}",
+            p.status.as_str()
+        ));
+    }
+    if p.refunded_minor_units > 0 {
+        return Refuse(format!(
+            "the payment succeeded after the cancel, but the wallet already refunded {} of it",
+            p.refunded_minor_units
+        ));
+    }
+    if let Err(why) = untrusted::identifier("paymentId", &p.payment_id) {
+        return Refuse(why);
+    }
+    if let Some(known) = known {
+        if known.payment_id != p.payment_id || known.amount != p.amount {
+            return Refuse(format!(
+                "the wallet now reports payment {} for {}, the cancellation recorded {} for {}",
+                untrusted::text(&p.payment_id),
+                p.amount,
+                untrusted::text(&known.payment_id),
+                known.amount
+            ));
+        }
+    }
+    Found(FoundPayment {
+        status: p.status.as_str(),
+        settlement_date: window.settlement_day(p.created_at),
+        created_at: p.created_at,
+        amount: p.amount,
+        payment_id: p.payment_id,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +266,93 @@ mod tests {
 
     fn jpy(v: i64) -> Money {
         Money::new(v, Currency::parse("JPY").unwrap()).unwrap()
+    }
+
+    fn succeeded(id: &str, created: &str) -> Payment {
+        Payment {
+            payment_request_id: id.into(),
+            payment_id: "w-1".into(),
+            status: PaymentStatus::Success,
+            amount: jpy(500),
+            created_at: chrono::DateTime::parse_from_rfc3339(created)
+                .unwrap()
+                .with_timezone(&chrono::Utc),
+            refunded_minor_units: 0,
+        }
+    }
+
+    #[test]
+    fn a_payment_found_after_close_carries_its_own_settlement_day() {
+        let window = CancellationWindow::default();
+        let found = found_after_close(
+            "p",
+            None,
+            Some(succeeded("p", "2026-11-20T23:59:50+08:00")),
+            &window,
+        );
+        let FoundAfterClose::Found(found) = found else {
+            panic!("{found:?}")
+        };
+        assert_eq!(found.settlement_date.to_string(), "2026-11-20");
+        assert_eq!((found.status, found.amount), ("SUCCESS", jpy(500)));
+    }
+
+    #[test]
+    fn the_lookup_after_close_is_checked_like_the_cancel_path() {
+        let window = CancellationWindow::default();
+        let ok = || succeeded("p", "2026-11-20T10:00:00+08:00");
+        let check = |known: Option<&KnownPayment>, p: Option<Payment>| {
+            found_after_close("p", known, p, &window)
+        };
+        assert!(matches!(check(None, None), FoundAfterClose::Retry(_)));
+        let refused = [
+            Payment {
+                payment_request_id: "q".into(),
+                ..ok()
+            },
+            Payment {
+                status: PaymentStatus::Processing,
+                ..ok()
+            },
+            Payment {
+                refunded_minor_units: 1,
+                ..ok()
+            },
+            Payment {
+                payment_id: "w\u{0}".into(),
+                ..ok()
+            },
+        ];
+        for p in refused {
+            assert!(
+                matches!(check(None, Some(p.clone())), FoundAfterClose::Refuse(_)),
+                "{p:?}"
+            );
+        }
+        let known = KnownPayment {
+            payment_id: "w-1".into(),
+            amount: jpy(500),
+        };
+        assert!(matches!(
+            check(Some(&known), Some(ok())),
+            FoundAfterClose::Found(_)
+        ));
+        let other_amount = KnownPayment {
+            amount: jpy(499),
+            ..known.clone()
+        };
+        assert!(matches!(
+            check(Some(&other_amount), Some(ok())),
+            FoundAfterClose::Refuse(_)
+        ));
+        let other_id = KnownPayment {
+            payment_id: "w-2".into(),
+            ..known
+        };
+        assert!(matches!(
+            check(Some(&other_id), Some(ok())),
+            FoundAfterClose::Refuse(_)
+        ));
     }
 
     fn refund(answer: Result<RefundOutcome, WalletError>, attempt: i32) -> Step {

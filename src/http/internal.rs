@@ -20,7 +20,7 @@ use crate::domain::{CancellationState, Clock};
 use crate::guard::Guard;
 use crate::metrics::Metrics;
 use crate::report;
-use crate::store::Store;
+use crate::store::{Nudged, Store};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -128,11 +128,19 @@ async fn nudge(
         return refused;
     }
     match state.store.nudge(&id, state.clock.now()).await {
+        Ok(Nudged::NotFound) => HttpResponse::NotFound().json(
+            json!({"nudged": false, "action": "not_found", "error": "no cancellation for this paymentRequestId"}),
+        ),
         Ok(nudged) => {
-            if nudged {
+            let acted = !matches!(nudged, Nudged::NothingToDo(_));
+            if acted {
                 state.wake.notify_one();
             }
-            HttpResponse::Ok().json(json!({"nudged": nudged}))
+            let mut body = json!({"nudged": acted, "action": nudged.action()});
+            if let Nudged::NothingToDo(s) = nudged {
+                body["state"] = json!(s.as_str());
+            }
+            HttpResponse::Ok().json(body)
         }
         Err(e) => unavailable(e),
     }

@@ -41,6 +41,15 @@ pub struct StoredAnswer {
     pub response_body: Vec<u8>,
 }
 
+/// What [`Store::prior`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prior {
+    /// The stored answer, when the id was decided.
+    pub answer: Option<StoredAnswer>,
+    /// The first arrival of an attempt answered `U`, when there was one.
+    pub first_arrival: Option<DateTime<Utc>>,
+}
+
 /// What [`Store::record`] did.
 #[derive(Debug)]
 pub enum Recorded {
@@ -88,6 +97,65 @@ impl Store {
         )
         .fetch_optional(&self.pool)
         .await
+    }
+
+    /// What is known of an id before it is decided: its stored answer, if it was ever answered,
+    /// and otherwise the first arrival of an earlier attempt that could not be decided. One
+    /// round trip, so the replay path stays as cheap as before.
+    pub async fn prior(&self, payment_request_id: &str) -> Result<Prior, sqlx::Error> {
+        let row = sqlx::query!(
+            r#"SELECT c.acquirer_id AS "acquirer_id?", c.psp_id AS "psp_id?",
+                      c.result_code AS "result_code?", c.state AS "state?",
+                      c.response_body AS "response_body?",
+                      a.first_arrived_at AS "first_arrived_at?"
+                 FROM (SELECT $1::text AS id) k
+                 LEFT JOIN cancellations c ON c.payment_request_id = k.id
+                 LEFT JOIN cancel_arrivals a ON a.payment_request_id = k.id"#,
+            payment_request_id
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let answer = match (
+            row.acquirer_id,
+            row.psp_id,
+            row.result_code,
+            row.state,
+            row.response_body,
+        ) {
+            (Some(acquirer_id), Some(psp_id), Some(result_code), Some(state), Some(body)) => {
+                Some(StoredAnswer {
+                    acquirer_id,
+                    psp_id,
+                    result_code,
+                    state,
+                    response_body: body,
+                })
+            }
+            _ => None,
+        };
+        Ok(Prior {
+            answer,
+            first_arrival: row.first_arrived_at,
+        })
+    }
+
+    /// Remembers that a request for an undecided id arrived at `at` (the earliest such arrival
+    /// wins). Called when the answer is `U`, so Alipay+'s retry is judged by this arrival.
+    pub async fn note_arrival(
+        &self,
+        payment_request_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            r#"INSERT INTO cancel_arrivals (payment_request_id, first_arrived_at) VALUES ($1, $2)
+               ON CONFLICT (payment_request_id) DO UPDATE
+                 SET first_arrived_at = least(cancel_arrivals.first_arrived_at, EXCLUDED.first_arrived_at)"#,
+            payment_request_id,
+            at,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Makes a decision durable in one statement (one transaction, one round trip): the

@@ -5,10 +5,12 @@ mod cancellations;
 mod work;
 
 pub use cancellations::{
-    CancellationRecord, NewCancellation, QueuedRefund, Recorded, StoredAnswer,
+    CancellationRecord, NewCancellation, Prior, QueuedRefund, Recorded, StoredAnswer,
 };
 
-pub use work::{ClaimedWork, QueueDepth, ReportLine, WorkError, WorkOutcome};
+pub use work::{
+    ClaimedWork, FoundPayment, KnownPayment, Nudged, QueueDepth, ReportLine, WorkError, WorkOutcome,
+};
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

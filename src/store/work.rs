@@ -18,9 +18,31 @@ pub struct ClaimedWork {
     pub lease_token: Uuid,
     /// The refund owed (refund_pending rows).
     pub refund: Option<RefundOrder>,
+    /// The payment as recorded when the cancel was decided (None: unknown then): a later
+    /// answer of the wallet's about it must agree.
+    pub known_payment: Option<KnownPayment>,
     /// What is inconsistent about the stored row, if anything: the engine sends such a row to
     /// manual review instead of failing the whole batch it was claimed with.
     pub problem: Option<String>,
+}
+
+/// The payment's facts stored with a cancellation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownPayment {
+    pub payment_id: String,
+    pub amount: Money,
+}
+
+/// The payment as the wallet finally reported it (a payment unknown or in flight at decision
+/// time that turned out to have succeeded): the stored facts and the settlement day T are
+/// corrected from it, so the report lists it under its true day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundPayment {
+    pub payment_id: String,
+    pub status: &'static str,
+    pub amount: Money,
+    pub created_at: DateTime<Utc>,
+    pub settlement_date: NaiveDate,
 }
 
 /// What a worker learnt about one claimed cancellation.
@@ -35,10 +57,40 @@ pub struct WorkOutcome {
     /// New status of the existing refund row, if it changed.
     pub refund_status: Option<&'static str>,
     pub wallet_reference: Option<String>,
-    /// The refund to queue now (a payment found to have succeeded after all).
-    pub new_refund: Option<(String, Money)>,
+    /// The payment found to have succeeded after all: its refund is queued now (when
+    /// `to` is refund_pending) and the stored facts are corrected from it.
+    pub found: Option<FoundPayment>,
     /// The audit event's detail: the wallet calls made, their outcomes and durations.
     pub detail: serde_json::Value,
+}
+
+/// What a nudge did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nudged {
+    /// The work is due now.
+    DueNow,
+    /// A worker holds the row: its next attempt is due as soon as that worker records the
+    /// attempt it is making.
+    AfterCurrentAttempt,
+    /// A `nothing_to_refund` cancellation reopened: the wallet is asked about it again.
+    Reopened,
+    /// Nothing to do in this state (terminal, or `manual_review`: requeue it instead).
+    NothingToDo(CancellationState),
+    /// No cancellation has this id.
+    NotFound,
+}
+
+impl Nudged {
+    /// One word for answers and the audit trail.
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::DueNow => "due_now",
+            Self::AfterCurrentAttempt => "after_current_attempt",
+            Self::Reopened => "reopened",
+            Self::NothingToDo(_) => "nothing_to_do",
+            Self::NotFound => "not_found",
+        }
+    }
 }
 
 /// One line of the settlement-day report.
@@ -64,31 +116,38 @@ pub enum WorkError {
 }
 
 impl Store {
-    /// Claims up to `limit` due cancellations for `lease` and counts the attempt.
+    /// Claims up to `limit` due cancellations and counts the attempt (close attempts apart
+    /// from refund attempts). The lease runs on the database's clock, never an instance's own:
+    /// it ends `lease` after the claim, as the database tells time.
     pub async fn claim_due(
         &self,
         now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        lease: std::time::Duration,
         limit: i64,
     ) -> Result<Vec<ClaimedWork>, WorkError> {
         let rows = sqlx::query!(
             r#"WITH due AS (
                  SELECT payment_request_id FROM cancellations
                   WHERE next_attempt_at <= $1
-                    AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+                    AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())
                   ORDER BY next_attempt_at
                   LIMIT $3
                   FOR UPDATE SKIP LOCKED)
                UPDATE cancellations c
-                  SET attempts = c.attempts + 1, lease_expires_at = $2,
-                      lease_token = gen_random_uuid(), updated_at = $1
+                  SET attempts = c.attempts + (c.state <> 'awaiting_outcome')::int,
+                      close_attempts = c.close_attempts + (c.state = 'awaiting_outcome')::int,
+                      lease_expires_at = clock_timestamp() + make_interval(secs => $2),
+                      lease_token = gen_random_uuid(), nudged_at = NULL, updated_at = $1
                  FROM due LEFT JOIN refunds r ON r.payment_request_id = due.payment_request_id
                 WHERE c.payment_request_id = due.payment_request_id
-            RETURNING c.payment_request_id, c.state, c.attempts, c.lease_token AS "lease_token!",
+            RETURNING c.payment_request_id, c.state, c.attempts, c.close_attempts,
+                      c.lease_token AS "lease_token!",
+                      c.payment_id AS "known_payment_id?", c.amount_value AS "known_amount?",
+                      c.currency AS "known_currency?",
                       r.refund_id AS "refund_id?", r.payment_id AS "refund_payment_id?",
                       r.amount_value AS "refund_amount?", r.currency AS "refund_currency?""#,
             now,
-            lease_until,
+            lease.as_secs_f64(),
             limit,
         )
         .fetch_all(&self.pool)
@@ -99,6 +158,9 @@ impl Store {
                 let state: CancellationState =
                     row.state.parse().map_err(|e| corrupt(format!("{e}")))?;
                 let mut problem = None;
+                let money = |value: i64, currency: &str| {
+                    Currency::parse(currency).and_then(|c| Money::new(value, c))
+                };
                 let refund = match (
                     row.refund_id,
                     row.refund_payment_id,
@@ -106,7 +168,7 @@ impl Store {
                     row.refund_currency,
                 ) {
                     (Some(refund_id), Some(payment_id), Some(value), Some(currency)) => {
-                        match Currency::parse(&currency).and_then(|c| Money::new(value, c)) {
+                        match money(value, &currency) {
                             Ok(amount) => Some(RefundOrder {
                                 refund_id,
                                 payment_request_id: row.payment_request_id.clone(),
@@ -121,40 +183,87 @@ impl Store {
                     }
                     _ => None,
                 };
+                let known_payment =
+                    match (row.known_payment_id, row.known_amount, row.known_currency) {
+                        (Some(payment_id), Some(value), Some(currency)) => {
+                            match money(value, &currency) {
+                                Ok(amount) => Some(KnownPayment { payment_id, amount }),
+                                Err(e) => {
+                                    problem.get_or_insert_with(|| {
+                                        format!("stored payment amount: {e}")
+                                    });
+                                    None
+                                }
+                            }
+                        }
+                        _ => None,
+                    };
                 if state == CancellationState::RefundPending && refund.is_none() {
                     problem.get_or_insert_with(|| "refund_pending without a refund".into());
                 }
+                let attempt = match state {
+                    CancellationState::AwaitingOutcome => row.close_attempts,
+                    _ => row.attempts,
+                };
                 Ok(ClaimedWork {
                     payment_request_id: row.payment_request_id.clone(),
                     state,
-                    attempt: row.attempts,
+                    attempt,
                     lease_token: row.lease_token,
                     refund,
+                    known_payment,
                     problem,
                 })
             })
             .collect()
     }
 
+    /// Extends the leases of the claims still held (by their tokens) to `lease` from now, on
+    /// the database's clock (`ids` and `tokens` of the same claims). Returns the tokens still
+    /// held: a missing one was lost.
+    pub async fn renew_leases(
+        &self,
+        ids: &[String],
+        tokens: &[Uuid],
+        lease: std::time::Duration,
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
+        sqlx::query_scalar!(
+            r#"UPDATE cancellations
+                  SET lease_expires_at = clock_timestamp() + make_interval(secs => $3)
+                WHERE payment_request_id = ANY($1) AND lease_token = ANY($2)
+            RETURNING lease_token AS "lease_token!""#,
+            ids,
+            tokens,
+            lease.as_secs_f64(),
+        )
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// Records the outcomes of a batch in one statement. Outcomes whose lease was lost (it
     /// expired and another worker claimed the row) are dropped; their ids are not returned.
+    /// A nudge that arrived while the row was leased makes its next attempt due at once.
     pub async fn complete(
         &self,
         now: DateTime<Utc>,
         outcomes: &[WorkOutcome],
     ) -> Result<Vec<String>, sqlx::Error> {
-        let mut ids = Vec::with_capacity(outcomes.len());
-        let mut tokens = Vec::with_capacity(outcomes.len());
-        let mut from = Vec::with_capacity(outcomes.len());
-        let mut to = Vec::with_capacity(outcomes.len());
-        let mut next_at = Vec::with_capacity(outcomes.len());
-        let mut errors = Vec::with_capacity(outcomes.len());
-        let mut refund_status = Vec::with_capacity(outcomes.len());
-        let mut references = Vec::with_capacity(outcomes.len());
-        let mut new_payment_ids = Vec::with_capacity(outcomes.len());
-        let mut new_amounts = Vec::with_capacity(outcomes.len());
-        let mut new_currencies = Vec::with_capacity(outcomes.len());
-        let mut details = Vec::with_capacity(outcomes.len());
+        let n = outcomes.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut tokens = Vec::with_capacity(n);
+        let mut from = Vec::with_capacity(n);
+        let mut to = Vec::with_capacity(n);
+        let mut next_at = Vec::with_capacity(n);
+        let mut errors = Vec::with_capacity(n);
+        let mut refund_status = Vec::with_capacity(n);
+        let mut references = Vec::with_capacity(n);
+        let mut found_payment_ids = Vec::with_capacity(n);
+        let mut found_amounts = Vec::with_capacity(n);
+        let mut found_currencies = Vec::with_capacity(n);
+        let mut found_statuses = Vec::with_capacity(n);
+        let mut found_created = Vec::with_capacity(n);
+        let mut found_days = Vec::with_capacity(n);
+        let mut details = Vec::with_capacity(n);
         for o in outcomes {
             ids.push(o.payment_request_id.clone());
             tokens.push(o.lease_token);
@@ -164,29 +273,37 @@ impl Store {
             errors.push(o.last_error.clone());
             refund_status.push(o.refund_status.map(str::to_owned));
             references.push(o.wallet_reference.clone());
-            new_payment_ids.push(o.new_refund.as_ref().map(|(p, _)| p.clone()));
-            new_amounts.push(o.new_refund.as_ref().map(|(_, m)| m.minor_units));
-            new_currencies.push(
-                o.new_refund
-                    .as_ref()
-                    .map(|(_, m)| m.currency.code().to_owned()),
-            );
+            let found = o.found.as_ref();
+            found_payment_ids.push(found.map(|f| f.payment_id.clone()));
+            found_amounts.push(found.map(|f| f.amount.minor_units));
+            found_currencies.push(found.map(|f| f.amount.currency.code().to_owned()));
+            found_statuses.push(found.map(|f| f.status.to_owned()));
+            found_created.push(found.map(|f| f.created_at));
+            found_days.push(found.map(|f| f.settlement_date));
             details.push(o.detail.to_string());
         }
         let done = sqlx::query_scalar!(
             r#"WITH u AS (
                  SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[],
                                       $5::timestamptz[], $6::text[], $7::text[], $8::text[],
-                                      $9::text[], $10::int8[], $11::text[], $12::text[])
+                                      $9::text[], $10::int8[], $11::text[], $12::text[],
+                                      $13::timestamptz[], $14::date[], $15::text[])
                    AS u(id, token, from_state, to_state, next_at, last_error, refund_status,
-                        reference, new_payment_id, new_amount, new_currency, detail)),
+                        reference, found_payment_id, found_amount, found_currency, found_status,
+                        found_created_at, found_day, detail)),
                done AS (
                  UPDATE cancellations c
-                    SET state = u.to_state, next_attempt_at = u.next_at, last_error = u.last_error,
-                        lease_expires_at = NULL, lease_token = NULL, updated_at = $13,
-                        payment_id = coalesce(c.payment_id, u.new_payment_id),
-                        amount_value = coalesce(c.amount_value, u.new_amount),
-                        currency = coalesce(c.currency, u.new_currency)
+                    SET state = u.to_state,
+                        next_attempt_at = CASE WHEN c.nudged_at IS NOT NULL AND u.next_at IS NOT NULL
+                                               THEN least(u.next_at, $16) ELSE u.next_at END,
+                        last_error = u.last_error, nudged_at = NULL,
+                        lease_expires_at = NULL, lease_token = NULL, updated_at = $16,
+                        payment_id = coalesce(u.found_payment_id, c.payment_id),
+                        amount_value = coalesce(u.found_amount, c.amount_value),
+                        currency = coalesce(u.found_currency, c.currency),
+                        payment_status = coalesce(u.found_status, c.payment_status),
+                        payment_created_at = coalesce(u.found_created_at, c.payment_created_at),
+                        settlement_date = coalesce(u.found_day, c.settlement_date)
                    FROM u
                   WHERE c.payment_request_id = u.id AND c.lease_token = u.token
                  RETURNING c.payment_request_id),
@@ -195,18 +312,18 @@ impl Store {
                     SET status = u.refund_status,
                         wallet_reference = coalesce(u.reference, r.wallet_reference),
                         completed_at = CASE WHEN u.refund_status IN ('succeeded', 'failed')
-                                            THEN $13 ELSE r.completed_at END
+                                            THEN $16 ELSE r.completed_at END
                    FROM u JOIN done ON done.payment_request_id = u.id
                   WHERE r.payment_request_id = u.id AND u.refund_status IS NOT NULL),
                refund_insert AS (
                  INSERT INTO refunds (payment_request_id, payment_id, amount_value, currency, created_at)
-                 SELECT u.id, u.new_payment_id, u.new_amount, u.new_currency, $13
+                 SELECT u.id, u.found_payment_id, u.found_amount, u.found_currency, $16
                    FROM u JOIN done ON done.payment_request_id = u.id
-                  WHERE u.new_payment_id IS NOT NULL
+                  WHERE u.found_payment_id IS NOT NULL AND u.to_state = 'refund_pending'
                  ON CONFLICT (payment_request_id) DO NOTHING),
                audit AS (
                  INSERT INTO audit_events (payment_request_id, occurred_at, event, from_state, to_state, detail)
-                 SELECT u.id, $13, 'wallet_call', u.from_state, u.to_state, u.detail::jsonb
+                 SELECT u.id, $16, 'wallet_call', u.from_state, u.to_state, u.detail::jsonb
                    FROM u JOIN done ON done.payment_request_id = u.id)
                SELECT payment_request_id AS "payment_request_id!" FROM done"#,
             &ids,
@@ -217,9 +334,12 @@ impl Store {
             &errors as &[Option<String>],
             &refund_status as &[Option<String>],
             &references as &[Option<String>],
-            &new_payment_ids as &[Option<String>],
-            &new_amounts as &[Option<i64>],
-            &new_currencies as &[Option<String>],
+            &found_payment_ids as &[Option<String>],
+            &found_amounts as &[Option<i64>],
+            &found_currencies as &[Option<String>],
+            &found_statuses as &[Option<String>],
+            &found_created as &[Option<DateTime<Utc>>],
+            &found_days as &[Option<NaiveDate>],
             &details,
             now,
         )
@@ -228,23 +348,100 @@ impl Store {
         Ok(done)
     }
 
-    /// Makes a cancellation with money work due now (the MPP saw its payment change).
-    /// Returns false when there is no work left for it.
-    pub async fn nudge(
+    /// The last resort for one claimed row whose outcome could not be written: it goes to
+    /// `manual_review` with the reason, alone, so the rest of its batch is not held back.
+    /// Nothing the wallet said is written (it may be what the database refused).
+    pub async fn set_aside(
         &self,
-        payment_request_id: &str,
         now: DateTime<Utc>,
+        payment_request_id: &str,
+        lease_token: Uuid,
+        from: CancellationState,
+        reason: &str,
     ) -> Result<bool, sqlx::Error> {
         let updated = sqlx::query!(
-            r#"UPDATE cancellations SET next_attempt_at = $2
-                WHERE payment_request_id = $1 AND next_attempt_at IS NOT NULL"#,
-            payment_request_id,
+            r#"WITH done AS (
+                 UPDATE cancellations
+                    SET state = 'manual_review', next_attempt_at = NULL, last_error = $4,
+                        lease_expires_at = NULL, lease_token = NULL, nudged_at = NULL,
+                        updated_at = $1
+                  WHERE payment_request_id = $2 AND lease_token = $3
+                 RETURNING payment_request_id)
+               INSERT INTO audit_events (payment_request_id, occurred_at, event, from_state, to_state, detail)
+               SELECT payment_request_id, $1, 'set_aside', $5, 'manual_review',
+                      jsonb_build_object('reason', $4::text)
+                 FROM done"#,
             now,
+            payment_request_id,
+            lease_token,
+            reason,
+            from.as_str(),
         )
         .execute(&self.pool)
         .await?
         .rows_affected();
         Ok(updated == 1)
+    }
+
+    /// The MPP saw this payment change (a late success, say): work on it now. A row with
+    /// money work becomes due at once (if a worker holds it, the nudge is kept and honoured when
+    /// that worker records its outcome); a `nothing_to_refund` row is reopened, since a payment
+    /// that failed or was closed may still report a late success, and the engine asks the
+    /// wallet to close it again (a real success is then refunded, anything else ends as before).
+    pub async fn nudge(
+        &self,
+        payment_request_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Nudged, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query!(
+            r#"SELECT state, next_attempt_at IS NOT NULL AS "has_work!",
+                      coalesce(lease_expires_at > clock_timestamp(), false) AS "leased!"
+                 FROM cancellations WHERE payment_request_id = $1 FOR UPDATE"#,
+            payment_request_id,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Nudged::NotFound);
+        };
+        let state: CancellationState = row
+            .state
+            .parse()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let nudged = match (state, row.has_work, row.leased) {
+            (CancellationState::NothingToRefund, _, _) => Nudged::Reopened,
+            (_, true, true) => Nudged::AfterCurrentAttempt,
+            (_, true, false) => Nudged::DueNow,
+            (state, false, _) => return Ok(Nudged::NothingToDo(state)),
+        };
+        sqlx::query!(
+            r#"UPDATE cancellations
+                  SET state = CASE WHEN state = 'nothing_to_refund' THEN 'awaiting_outcome' ELSE state END,
+                      close_attempts = CASE WHEN state = 'nothing_to_refund' THEN 0 ELSE close_attempts END,
+                      next_attempt_at = $2, nudged_at = $2, updated_at = $2
+                WHERE payment_request_id = $1"#,
+            payment_request_id,
+            now,
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            r#"INSERT INTO audit_events (payment_request_id, occurred_at, event, from_state, to_state, detail)
+               VALUES ($1, $2, 'nudged', $3, $4, jsonb_build_object('action', $5::text))"#,
+            payment_request_id,
+            now,
+            state.as_str(),
+            match nudged {
+                Nudged::Reopened => CancellationState::AwaitingOutcome.as_str(),
+                _ => state.as_str(),
+            },
+            nudged.action(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(nudged)
     }
 
     /// Puts a `manual_review` cancellation back to work with fresh attempts. Returns the state
@@ -261,7 +458,7 @@ impl Store {
                   SET state = CASE WHEN EXISTS (SELECT 1 FROM refunds r
                                                  WHERE r.payment_request_id = c.payment_request_id)
                                    THEN 'refund_pending' ELSE 'awaiting_outcome' END,
-                      attempts = 0, next_attempt_at = $2, last_error = NULL,
+                      attempts = 0, close_attempts = 0, next_attempt_at = $2, last_error = NULL, nudged_at = NULL,
                       lease_expires_at = NULL, lease_token = NULL, updated_at = $2
                 WHERE payment_request_id = $1 AND state = 'manual_review'
             RETURNING state"#,

@@ -287,7 +287,7 @@ async fn a_worker_that_dies_holding_a_claim_is_taken_over_after_the_lease() {
     let claimed = app
         .db
         .store()
-        .claim_due(now, now + chrono::Duration::milliseconds(300), 10)
+        .claim_due(now, Duration::from_millis(300), 10)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
