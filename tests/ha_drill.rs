@@ -550,7 +550,10 @@ async fn settle(
 async fn wait_until_up(service: &ServiceProcess) {
     let http = reqwest::Client::new();
     for _ in 0..300 {
-        if let Ok(r) = http.get(format!("{}/readyz", service.internal)).send().await
+        if let Ok(r) = http
+            .get(format!("{}/readyz", service.internal))
+            .send()
+            .await
             && r.status().is_success()
         {
             return;
@@ -620,7 +623,8 @@ impl Forwarder {
                 let mut moved = sessions.subscribe();
                 let node = moved.borrow_and_update().clone();
                 tokio::spawn(async move {
-                    let Ok(mut upstream) = UnixStream::connect(node.join(".s.PGSQL.5432")).await else {
+                    let Ok(mut upstream) = UnixStream::connect(node.join(".s.PGSQL.5432")).await
+                    else {
                         return; // the node is down: the client sees its connection closed
                     };
                     tokio::select! {
