@@ -4,7 +4,7 @@
 //! | method | path | |
 //! |---|---|---|
 //! | GET  | /healthz | the process is up |
-//! | GET  | /readyz | the database answers and the migrations are applied (503 otherwise) |
+//! | GET  | /readyz | a writable database answers and the migrations are applied (503 with the reason otherwise) |
 //! | GET  | /metrics | Prometheus metrics |
 //! | GET  | /v1/cancellations/{id} | `{"cancelled": bool, "cancellation": {...}}` or 404 |
 //! | GET  | /v1/cancellations?state=manual_review&limit=100 | list by state |
@@ -60,9 +60,14 @@ async fn readyz(state: web::Data<InternalState>) -> HttpResponse {
         Ok(false) => HttpResponse::ServiceUnavailable()
             .json(json!({"ready": false, "reason": "migrations are not applied"})),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness: database unreachable");
-            HttpResponse::ServiceUnavailable()
-                .json(json!({"ready": false, "reason": "database unreachable"}))
+            // A read-only node (a standby before promotion, a demoted primary) is refused at
+            // connect time, so the pool only times out: the refusal says why.
+            let reason = match state.store.read_only_reason() {
+                Some(why) => why,
+                None => "database unreachable".to_owned(),
+            };
+            tracing::warn!(error = %e, reason = %reason, "readiness: no writable database");
+            HttpResponse::ServiceUnavailable().json(json!({"ready": false, "reason": reason}))
         }
     }
 }

@@ -7,6 +7,7 @@ mod cancel_states;
 mod db_faults;
 mod demo_wallet;
 mod engine;
+mod failover;
 mod idempotency;
 mod internal_api;
 mod operations;
