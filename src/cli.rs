@@ -226,7 +226,8 @@ impl KitArgs {
             PaymentMaker::Command(cmd)
         } else if let Some(url) = self.create_payment_url {
             PaymentMaker::Url(
-                reqwest::Url::parse(&url).with_context(|| format!("--create-payment-url {url:?}"))?,
+                reqwest::Url::parse(&url)
+                    .with_context(|| format!("--create-payment-url {url:?}"))?,
             )
         } else {
             PaymentMaker::None

@@ -32,7 +32,11 @@ pub struct Kit {
 const MAX_ATTEMPTS: u32 = 8;
 
 impl Kit {
-    pub fn new(alipay: AlipayClient, payments: PaymentMaker, internal: Option<InternalApi>) -> Self {
+    pub fn new(
+        alipay: AlipayClient,
+        payments: PaymentMaker,
+        internal: Option<InternalApi>,
+    ) -> Self {
         Self {
             alipay,
             payments,
@@ -119,10 +123,16 @@ impl Kit {
         let id = &payment.payment_request_id;
         let (outcome, story) = self.until_final(check, &self.alipay.cancel(id)).await;
         let Some(outcome) = outcome else {
-            return Row::fail(check, format!("{id}: no final answer: {}", story.join("; ")));
+            return Row::fail(
+                check,
+                format!("{id}: no final answer: {}", story.join("; ")),
+            );
         };
         if outcome.result_code() != Some(code) {
-            return Row::fail(check, format!("{id}: expected {code}, got {}", describe(&outcome)));
+            return Row::fail(
+                check,
+                format!("{id}: expected {code}, got {}", describe(&outcome)),
+            );
         }
         match check_settled(
             self.internal.as_ref(),
@@ -168,20 +178,32 @@ impl Kit {
             ];
         };
         let unknown = if first.result_status() == Some("S") {
-            Row::pass("unknown-payment-is-S", format!("{id}: {}", describe(&first)))
+            Row::pass(
+                "unknown-payment-is-S",
+                format!("{id}: {}", describe(&first)),
+            )
         } else {
-            Row::fail("unknown-payment-is-S", format!("{id}: {}", describe(&first)))
+            Row::fail(
+                "unknown-payment-is-S",
+                format!("{id}: {}", describe(&first)),
+            )
         };
         let replay = match self.alipay.send("replay-byte-identical", &probe).await {
             Ok(again) if again.raw_body == first.raw_body => Row::pass(
                 "replay-byte-identical",
-                format!("{id}: a later request with a new Request-Time got the same {} bytes", again.raw_body.len()),
+                format!(
+                    "{id}: a later request with a new Request-Time got the same {} bytes",
+                    again.raw_body.len()
+                ),
             ),
             Ok(again) => Row::fail(
                 "replay-byte-identical",
                 format!("{id}: first {:?}, replay {:?}", text(&first), text(&again)),
             ),
-            Err(e) => Row::fail("replay-byte-identical", format!("{id}: no answer to the replay: {e:#}")),
+            Err(e) => Row::fail(
+                "replay-byte-identical",
+                format!("{id}: no answer to the replay: {e:#}"),
+            ),
         };
         vec![unknown, replay]
     }
@@ -195,17 +217,30 @@ impl Kit {
         for answer in &answers {
             match answer {
                 Ok(o) => bodies.push(text(o)),
-                Err(e) => return vec![Row::fail(CHECK, format!("{id}: a twin got no answer: {e:#}"))],
+                Err(e) => {
+                    return vec![Row::fail(
+                        CHECK,
+                        format!("{id}: a twin got no answer: {e:#}"),
+                    )];
+                }
             }
         }
         bodies.sort();
         bodies.dedup();
         let row = match bodies.as_slice() {
-            [one] if one.contains(r#""resultStatus":"S""#) => {
-                Row::pass(CHECK, format!("{id}: 20 concurrent twins, one answer: {one}"))
-            }
+            [one] if one.contains(r#""resultStatus":"S""#) => Row::pass(
+                CHECK,
+                format!("{id}: 20 concurrent twins, one answer: {one}"),
+            ),
             [one] => Row::fail(CHECK, format!("{id}: one answer but not S: {one}")),
-            many => Row::fail(CHECK, format!("{id}: {} different answers: {}", many.len(), many.join(" | "))),
+            many => Row::fail(
+                CHECK,
+                format!(
+                    "{id}: {} different answers: {}",
+                    many.len(),
+                    many.join(" | ")
+                ),
+            ),
         };
         vec![row]
     }
@@ -221,17 +256,29 @@ impl Kit {
         }
         let (last, story) = self.until_final(CHECK, &probe).await;
         let Some(last) = last else {
-            return vec![Row::fail(CHECK, format!("{id}: never S or F: {}", story.join("; ")))];
+            return vec![Row::fail(
+                CHECK,
+                format!("{id}: never S or F: {}", story.join("; ")),
+            )];
         };
         let again = self.alipay.send(CHECK, &probe).await;
         let row = match again {
-            Ok(again) if again.raw_body == last.raw_body && last.result_status() == Some("S") => Row::pass(
-                CHECK,
-                format!("{id}: hung up, then {}; the next retry repeats it", story.join(", then ")),
-            ),
+            Ok(again) if again.raw_body == last.raw_body && last.result_status() == Some("S") => {
+                Row::pass(
+                    CHECK,
+                    format!(
+                        "{id}: hung up, then {}; the next retry repeats it",
+                        story.join(", then ")
+                    ),
+                )
+            }
             Ok(again) => Row::fail(
                 CHECK,
-                format!("{id}: after the hang-up: {}; then {}", story.join(", "), describe(&again)),
+                format!(
+                    "{id}: after the hang-up: {}; then {}",
+                    story.join(", "),
+                    describe(&again)
+                ),
             ),
             Err(e) => Row::fail(CHECK, format!("{id}: no answer to the last retry: {e:#}")),
         };
@@ -242,7 +289,11 @@ impl Kit {
         let t = &self.alipay.target;
         let body = |acquirer: serde_json::Value, psp: serde_json::Value, id: serde_json::Value| {
             let mut map = serde_json::Map::new();
-            for (name, value) in [("acquirerId", acquirer), ("pspId", psp), ("paymentRequestId", id)] {
+            for (name, value) in [
+                ("acquirerId", acquirer),
+                ("pspId", psp),
+                ("paymentRequestId", id),
+            ] {
                 if !value.is_null() {
                     map.insert(name.into(), value);
                 }
@@ -254,30 +305,76 @@ impl Kit {
         let id = || serde_json::Value::from(self.fresh_id());
         let valid = |p: Probe| p;
         let mut cases: Vec<(&str, &str, Probe)> = vec![
-            ("bad-input-json", "PARAM_ILLEGAL", self.alipay.probe(br#"{"acquirerId":"#.to_vec())),
-            ("bad-input-missing-field", "PARAM_ILLEGAL", self.alipay.probe(body(acq(), psp(), serde_json::Value::Null))),
-            ("bad-input-empty-field", "PARAM_ILLEGAL", self.alipay.probe(body(acq(), psp(), "".into()))),
-            ("bad-input-65-characters", "PARAM_ILLEGAL", self.alipay.probe(body(acq(), psp(), "9".repeat(65).into()))),
-            ("bad-input-non-string", "PARAM_ILLEGAL", self.alipay.probe(body(acq(), psp(), 20261123.into()))),
-            ("bad-input-control-character", "PARAM_ILLEGAL", self.alipay.probe(body(acq(), psp(), format!("mppc-\u{0}-{}", self.run).into()))),
-            ("bad-input-psp-not-ours", "ACCESS_DENIED", self.alipay.probe(body(acq(), format!("NOT{}", t.psp_id).into(), id()))),
+            (
+                "bad-input-json",
+                "PARAM_ILLEGAL",
+                self.alipay.probe(br#"{"acquirerId":"#.to_vec()),
+            ),
+            (
+                "bad-input-missing-field",
+                "PARAM_ILLEGAL",
+                self.alipay
+                    .probe(body(acq(), psp(), serde_json::Value::Null)),
+            ),
+            (
+                "bad-input-empty-field",
+                "PARAM_ILLEGAL",
+                self.alipay.probe(body(acq(), psp(), "".into())),
+            ),
+            (
+                "bad-input-65-characters",
+                "PARAM_ILLEGAL",
+                self.alipay.probe(body(acq(), psp(), "9".repeat(65).into())),
+            ),
+            (
+                "bad-input-non-string",
+                "PARAM_ILLEGAL",
+                self.alipay.probe(body(acq(), psp(), 20261123.into())),
+            ),
+            (
+                "bad-input-control-character",
+                "PARAM_ILLEGAL",
+                self.alipay.probe(body(
+                    acq(),
+                    psp(),
+                    format!("mppc-\u{0}-{}", self.run).into(),
+                )),
+            ),
+            (
+                "bad-input-psp-not-ours",
+                "ACCESS_DENIED",
+                self.alipay
+                    .probe(body(acq(), format!("NOT{}", t.psp_id).into(), id())),
+            ),
         ];
         let mut unknown_client = valid(self.alipay.probe(body(acq(), psp(), id())));
         unknown_client.client_id = "MPPC_UNKNOWN_CLIENT".into();
-        cases.push(("bad-input-unknown-client-id", "INVALID_CLIENT", unknown_client));
+        cases.push((
+            "bad-input-unknown-client-id",
+            "INVALID_CLIENT",
+            unknown_client,
+        ));
         let mut unsigned = self.alipay.probe(body(acq(), psp(), id()));
         unsigned.signing = Signing::Missing;
         cases.push(("bad-input-no-signature", "INVALID_SIGNATURE", unsigned));
         let mut unknown_key = self.alipay.probe(body(acq(), psp(), id()));
         unknown_key.key_version = "9999".into();
-        cases.push(("bad-input-unknown-key-version", "KEY_NOT_FOUND", unknown_key));
+        cases.push((
+            "bad-input-unknown-key-version",
+            "KEY_NOT_FOUND",
+            unknown_key,
+        ));
         let mut get = self.alipay.probe(Vec::new());
         get.method = reqwest::Method::GET;
         get.content_type = None;
         cases.push(("bad-input-not-post", "METHOD_NOT_SUPPORTED", get));
         let mut text_plain = self.alipay.probe(body(acq(), psp(), id()));
         text_plain.content_type = Some("text/plain".into());
-        cases.push(("bad-input-not-json", "MEDIA_TYPE_NOT_ACCEPTABLE", text_plain));
+        cases.push((
+            "bad-input-not-json",
+            "MEDIA_TYPE_NOT_ACCEPTABLE",
+            text_plain,
+        ));
         let mut unknown_api = self.alipay.probe(body(acq(), psp(), id()));
         unknown_api.path = match unknown_api.path.rsplit_once('/') {
             Some((parent, _)) => format!("{parent}/mppcNoSuchApi"),
@@ -296,18 +393,30 @@ impl Kit {
     async fn expect_refusal(&self, check: &str, code: &str, probe: &Probe) -> Row {
         match self.alipay.send(check, probe).await {
             Err(e) => Row::fail(check, format!("no answer: {e:#}")),
-            Ok(o) if o.status != 200 => Row::fail(check, format!("HTTP {}: {}", o.status, text(&o))),
+            Ok(o) if o.status != 200 => {
+                Row::fail(check, format!("HTTP {}: {}", o.status, text(&o)))
+            }
             Ok(o) if o.result_status() != Some("F") || o.result_code() != Some(code) => {
                 Row::fail(check, format!("expected F {code}, got {}", describe(&o)))
             }
             Ok(o) => match (o.signature_verified, &o.signature_problem) {
                 (Some(true), _) => Row::pass(check, format!("{}, signed", describe(&o))),
-                (None, _) if self.alipay.target.mpp_public_key.is_none() => {
-                    Row::pass(check, format!("{} (signature not checked: no --mpp-public-key)", describe(&o)))
-                }
+                (None, _) if self.alipay.target.mpp_public_key.is_none() => Row::pass(
+                    check,
+                    format!(
+                        "{} (signature not checked: no --mpp-public-key)",
+                        describe(&o)
+                    ),
+                ),
                 (_, problem) => Row::fail(
                     check,
-                    format!("{} but {}", describe(&o), problem.as_deref().unwrap_or("the signature does not verify")),
+                    format!(
+                        "{} but {}",
+                        describe(&o),
+                        problem
+                            .as_deref()
+                            .unwrap_or("the signature does not verify")
+                    ),
                 ),
             },
         }
@@ -320,8 +429,14 @@ impl Kit {
         let mut tampered = self.alipay.cancel(&self.fresh_id());
         tampered.signing = Signing::OverOtherBody(original.body.clone());
         vec![
-            self.expect_refusal("tampered-signature-refused", "INVALID_SIGNATURE", &corrupted).await,
-            self.expect_refusal("tampered-body-refused", "INVALID_SIGNATURE", &tampered).await,
+            self.expect_refusal(
+                "tampered-signature-refused",
+                "INVALID_SIGNATURE",
+                &corrupted,
+            )
+            .await,
+            self.expect_refusal("tampered-body-refused", "INVALID_SIGNATURE", &tampered)
+                .await,
         ]
     }
 
@@ -335,14 +450,20 @@ impl Kit {
                 rows.push(row);
                 continue;
             }
-            rows.push(self.cancel_expecting(&check, &payment, "SUCCESS", status.settled_state()).await);
+            rows.push(
+                self.cancel_expecting(&check, &payment, "SUCCESS", status.settled_state())
+                    .await,
+            );
         }
         let check = "payment-refunded-is-process-fail";
         let mut refunded = self.payment(TestStatus::Success, minute_ago);
         refunded.refunded_minor_units = refunded.amount.minor_units;
         match self.create(check, &refunded).await {
             Err(row) => rows.push(row),
-            Ok(()) => rows.push(self.cancel_expecting(check, &refunded, "PROCESS_FAIL", "rejected").await),
+            Ok(()) => rows.push(
+                self.cancel_expecting(check, &refunded, "PROCESS_FAIL", "rejected")
+                    .await,
+            ),
         }
         rows
     }
@@ -368,11 +489,17 @@ impl Kit {
         }
         let today = utc8_midnight(now);
         cases.push(("window-first-instant-of-today-utc8", today));
-        cases.push(("window-last-instant-of-yesterday-utc8", today - chrono::Duration::milliseconds(1)));
+        cases.push((
+            "window-last-instant-of-yesterday-utc8",
+            today - chrono::Duration::milliseconds(1),
+        ));
         for (check, created) in cases {
             let closes = closes_at(created);
             if (closes - now).num_seconds().abs() < 20 {
-                rows.push(Row::skip(check, format!("the cut-off {closes} is too close to now to judge")));
+                rows.push(Row::skip(
+                    check,
+                    format!("the cut-off {closes} is too close to now to judge"),
+                ));
                 continue;
             }
             let open = now < closes;
@@ -382,9 +509,11 @@ impl Kit {
                 continue;
             }
             let mut row = if open {
-                self.cancel_expecting(check, &payment, "SUCCESS", "refunded").await
+                self.cancel_expecting(check, &payment, "SUCCESS", "refunded")
+                    .await
             } else {
-                self.cancel_expecting(check, &payment, "CANCEL_WINDOW_EXCEED", "rejected").await
+                self.cancel_expecting(check, &payment, "CANCEL_WINDOW_EXCEED", "rejected")
+                    .await
             };
             row.evidence = format!(
                 "created {} (T = {} UTC+8, {} UTC), window closes {}: {}",
@@ -402,12 +531,20 @@ impl Kit {
     /// The rules every answer must meet, judged over all the answers of the run.
     fn every_answer(&self) -> Vec<Row> {
         let seen = self.alipay.seen();
-        let bad_http = seen.iter().find(|a| a.status != 200 || a.result_status.is_none());
+        let bad_http = seen
+            .iter()
+            .find(|a| a.status != 200 || a.result_status.is_none());
         let http = match bad_http {
-            None => Row::pass("every-answer-http-200-with-result", format!("{} answers", seen.len())),
+            None => Row::pass(
+                "every-answer-http-200-with-result",
+                format!("{} answers", seen.len()),
+            ),
             Some(a) => Row::fail(
                 "every-answer-http-200-with-result",
-                format!("{}: HTTP {} result {:?}", a.check, a.status, a.result_status),
+                format!(
+                    "{}: HTTP {} result {:?}",
+                    a.check, a.status, a.result_status
+                ),
             ),
         };
         let signed = if self.alipay.target.mpp_public_key.is_none() {
@@ -416,7 +553,10 @@ impl Kit {
             match seen.iter().find(|a| a.signature_verified != Some(true)) {
                 None => Row::pass(
                     "every-answer-signed",
-                    format!("{} answers verified over the request's method, path, Client-Id and Response-Time", seen.len()),
+                    format!(
+                        "{} answers verified over the request's method, path, Client-Id and Response-Time",
+                        seen.len()
+                    ),
                 ),
                 Some(a) => Row::fail(
                     "every-answer-signed",
@@ -455,7 +595,11 @@ pub fn utc8() -> FixedOffset {
 /// 00:00 UTC+8 of the UTC+8 day `now` is in.
 pub fn utc8_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
     let day = now.with_timezone(&utc8()).date_naive();
-    utc8().from_local_datetime(&day.and_time(NaiveTime::MIN)).single().expect("fixed offset").with_timezone(&Utc)
+    utc8()
+        .from_local_datetime(&day.and_time(NaiveTime::MIN))
+        .single()
+        .expect("fixed offset")
+        .with_timezone(&Utc)
 }
 
 /// Alipay+'s rule: 00:30 UTC+8 of the day after T, T the UTC+8 day of creation.
@@ -509,9 +653,18 @@ mod tests {
 
     #[test]
     fn the_window_closes_at_0030_utc8_on_t_plus_1() {
-        assert_eq!(closes_at(at("2026-11-23T23:59:59.999+08:00")), at("2026-11-24T00:30:00+08:00"));
-        assert_eq!(closes_at(at("2026-11-23T00:00:00+08:00")), at("2026-11-24T00:30:00+08:00"));
-        assert_eq!(utc8_midnight(at("2026-11-23T16:10:00Z")), at("2026-11-24T00:00:00+08:00"));
+        assert_eq!(
+            closes_at(at("2026-11-23T23:59:59.999+08:00")),
+            at("2026-11-24T00:30:00+08:00")
+        );
+        assert_eq!(
+            closes_at(at("2026-11-23T00:00:00+08:00")),
+            at("2026-11-24T00:30:00+08:00")
+        );
+        assert_eq!(
+            utc8_midnight(at("2026-11-23T16:10:00Z")),
+            at("2026-11-24T00:00:00+08:00")
+        );
     }
 
     #[test]
@@ -525,7 +678,11 @@ mod tests {
             }
             let created = utc_trap(now).unwrap_or_else(|| panic!("no trap at {now}"));
             assert!(created < now);
-            assert_ne!(now < closes_at(created), now < closes_at_on_utc_day(created), "{now}");
+            assert_ne!(
+                now < closes_at(created),
+                now < closes_at_on_utc_day(created),
+                "{now}"
+            );
         }
     }
 }

@@ -139,7 +139,8 @@ pub async fn send_cancel_with(
     req: &SimRequest,
 ) -> anyhow::Result<SimOutcome> {
     let signed = sign_cancel(req, &alipay_request_time(Utc::now()))?;
-    let url = reqwest::Url::parse(&req.url).with_context(|| format!("invalid URL {:?}", req.url))?;
+    let url =
+        reqwest::Url::parse(&req.url).with_context(|| format!("invalid URL {:?}", req.url))?;
     exchange(
         client,
         reqwest::Method::POST,

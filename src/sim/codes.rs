@@ -55,7 +55,10 @@ pub fn is_alipay_plus_code(code: &str) -> bool {
 
 /// Step 1: `^(2[5-9]|30)9\d{10}6\d{5}$`.
 pub fn is_alipay_plus_19(code: &str) -> bool {
-    alipay_plus_digits(code) && code.len() == 19 && code.as_bytes()[2] == b'9' && code.as_bytes()[13] == b'6'
+    alipay_plus_digits(code)
+        && code.len() == 19
+        && code.as_bytes()[2] == b'9'
+        && code.as_bytes()[13] == b'6'
 }
 
 /// Step 2: `^(2[5-9]|30)\d{15,21}$`.
@@ -123,9 +126,17 @@ mod tests {
             direct_alipay_cn_hk: true,
             direct_routing_numbers: vec!["003".into()],
         };
-        for code in ["2591234567890612345", "3090000000000600000", "2890030000000600000"] {
+        for code in [
+            "2591234567890612345",
+            "3090000000000600000",
+            "2890030000000600000",
+        ] {
             assert!(is_alipay_plus_19(code), "{code}");
-            assert_eq!(route(code, &only_alipay_plus()), Route::AlipayPlus, "{code}");
+            assert_eq!(
+                route(code, &only_alipay_plus()),
+                Route::AlipayPlus,
+                "{code}"
+            );
             assert_eq!(route(code, &direct), Route::AlipayPlus, "{code}");
         }
     }

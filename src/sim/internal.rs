@@ -68,7 +68,10 @@ impl InternalApi {
         loop {
             let record = self.cancellation(id).await?.unwrap_or(Value::Null);
             let state = record["state"].as_str().unwrap_or("not_found");
-            if state == want || started.elapsed() >= timeout || (TERMINAL.contains(&state) && state != "not_found") {
+            if state == want
+                || started.elapsed() >= timeout
+                || (TERMINAL.contains(&state) && state != "not_found")
+            {
                 return Ok(record);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

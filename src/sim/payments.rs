@@ -128,7 +128,9 @@ impl PaymentMaker {
             .status
             .wallet_status()
             .map_err(|why| CreateError::Unavailable(why.to_string()))?;
-        let created_at = payment.created_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let created_at = payment
+            .created_at
+            .to_rfc3339_opts(SecondsFormat::Millis, true);
         match self {
             Self::None => Err(CreateError::Unavailable(
                 "the kit cannot create payments: give --demo-wallet, --create-payment-cmd or \
@@ -148,12 +150,18 @@ impl PaymentMaker {
                 .map_err(|e| CreateError::Failed(e.into())),
             Self::Command(command) => {
                 let fields = [
-                    ("MPPC_PAYMENT_REQUEST_ID", payment.payment_request_id.clone()),
+                    (
+                        "MPPC_PAYMENT_REQUEST_ID",
+                        payment.payment_request_id.clone(),
+                    ),
                     ("MPPC_STATUS", payment.status.as_str().to_string()),
                     ("MPPC_AMOUNT_VALUE", payment.amount.minor_units.to_string()),
                     ("MPPC_CURRENCY", payment.amount.currency.code().to_string()),
                     ("MPPC_CREATED_AT", created_at),
-                    ("MPPC_REFUNDED_VALUE", payment.refunded_minor_units.to_string()),
+                    (
+                        "MPPC_REFUNDED_VALUE",
+                        payment.refunded_minor_units.to_string(),
+                    ),
                     ("MPPC_PAYMENT_CODE", payment.payment_code.clone()),
                 ];
                 let mut cmd = tokio::process::Command::new("sh");

@@ -69,7 +69,13 @@ impl Report {
 
     /// A fixed-width table; evidence on one line, cut at 160 characters.
     pub fn table(&self) -> String {
-        let width = self.rows.iter().map(|r| r.check.len()).max().unwrap_or(5).max(5);
+        let width = self
+            .rows
+            .iter()
+            .map(|r| r.check.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
         let mut out = format!("{:<width$}  {:<6}  evidence\n", "check", "result");
         for row in &self.rows {
             let evidence: String = row.evidence.replace('\n', " ").chars().take(160).collect();

@@ -51,16 +51,44 @@ pub async fn run(kit: &Kit, name: &str) -> Option<Row> {
     let minutes = |m: i64| now - chrono::Duration::minutes(m);
     let result = match name {
         "acqp-cancel-before-success" => {
-            play(kit, &check, minutes(1), &[TestStatus::Processing, TestStatus::Success], Arrival::Once).await
+            play(
+                kit,
+                &check,
+                minutes(1),
+                &[TestStatus::Processing, TestStatus::Success],
+                Arrival::Once,
+            )
+            .await
         }
         "timeout-close-before-success" => {
-            play(kit, &check, minutes(2), &[TestStatus::Processing, TestStatus::Success], Arrival::AfterNoAnswer).await
+            play(
+                kit,
+                &check,
+                minutes(2),
+                &[TestStatus::Processing, TestStatus::Success],
+                Arrival::AfterNoAnswer,
+            )
+            .await
         }
         "duplicate-through-another-mpp" => {
-            play(kit, &check, minutes(1), &[TestStatus::Success], Arrival::Twins).await
+            play(
+                kit,
+                &check,
+                minutes(1),
+                &[TestStatus::Success],
+                Arrival::Twins,
+            )
+            .await
         }
         "failure-then-success" => {
-            play(kit, &check, minutes(1), &[TestStatus::Failed, TestStatus::Success], Arrival::Once).await
+            play(
+                kit,
+                &check,
+                minutes(1),
+                &[TestStatus::Failed, TestStatus::Success],
+                Arrival::Once,
+            )
+            .await
         }
         "acqp-cancel-t1" => {
             // The real edge when it is between 00:00 and 00:30 UTC+8 (a payment of T made at
@@ -111,7 +139,10 @@ async fn play(
     let mut payment: TestPayment = kit.payment(statuses[0], created_at);
     let routed = route(&payment.payment_code, &AcqpIntegration::default());
     if routed != Route::AlipayPlus {
-        return Err(Row::fail(check, format!("kit: code {} routes to {routed:?}", payment.payment_code)));
+        return Err(Row::fail(
+            check,
+            format!("kit: code {} routes to {routed:?}", payment.payment_code),
+        ));
     }
     let mut story = vec![format!("code {} routed to Alipay+", payment.payment_code)];
     for status in statuses {
@@ -124,7 +155,12 @@ async fn play(
     match arrival {
         Arrival::Once => {}
         Arrival::AfterNoAnswer => {
-            if kit.alipay.send_and_hang_up(&probe).await.map_err(|e| Row::fail(check, format!("{e:#}")))? {
+            if kit
+                .alipay
+                .send_and_hang_up(&probe)
+                .await
+                .map_err(|e| Row::fail(check, format!("{e:#}")))?
+            {
                 story.push("cancel sent, answer lost".into());
             }
         }
@@ -132,20 +168,43 @@ async fn play(
             let twins = join_all((0..2).map(|_| kit.alipay.send(check, &probe))).await;
             let bodies: Vec<_> = twins.iter().flatten().map(|o| o.raw_body.clone()).collect();
             if bodies.len() == 2 && bodies[0] != bodies[1] {
-                return Err(Row::fail(check, format!("{id}: the twins got different answers")));
+                return Err(Row::fail(
+                    check,
+                    format!("{id}: the twins got different answers"),
+                ));
             }
-            story.push(format!("twin cancels: {}", twins.iter().flatten().map(describe).collect::<Vec<_>>().join(" / ")));
+            story.push(format!(
+                "twin cancels: {}",
+                twins
+                    .iter()
+                    .flatten()
+                    .map(describe)
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            ));
         }
     }
     let (last, attempts) = kit.until_final(check, &probe).await;
-    let last = last.ok_or_else(|| Row::fail(check, format!("{id}: never S or F: {}", attempts.join("; "))))?;
+    let last = last.ok_or_else(|| {
+        Row::fail(
+            check,
+            format!("{id}: never S or F: {}", attempts.join("; ")),
+        )
+    })?;
     story.push(format!("cancel: {}", attempts.join(", then ")));
     if last.result_status() != Some("S") {
         return Err(Row::fail(check, format!("{id}: {}", story.join(" -> "))));
     }
-    let replay = kit.alipay.send(check, &probe).await.map_err(|e| Row::fail(check, format!("{id}: replay: {e:#}")))?;
+    let replay = kit
+        .alipay
+        .send(check, &probe)
+        .await
+        .map_err(|e| Row::fail(check, format!("{id}: replay: {e:#}")))?;
     if replay.raw_body != last.raw_body {
-        return Err(Row::fail(check, format!("{id}: the replay differs: {}", describe(&replay))));
+        return Err(Row::fail(
+            check,
+            format!("{id}: the replay differs: {}", describe(&replay)),
+        ));
     }
     let settled = check_settled(
         kit.internal.as_ref(),
@@ -157,5 +216,11 @@ async fn play(
     )
     .await
     .map_err(|problem| Row::fail(check, format!("{id}: {} -> {problem}", story.join(" -> "))))?;
-    Ok(Row::pass(check, format!("{id}: {} -> replay identical -> {settled}", story.join(" -> "))))
+    Ok(Row::pass(
+        check,
+        format!(
+            "{id}: {} -> replay identical -> {settled}",
+            story.join(" -> ")
+        ),
+    ))
 }

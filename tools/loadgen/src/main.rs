@@ -659,8 +659,12 @@ impl Conn {
     async fn send(&mut self, request: &Prepared, client_id: &str) -> anyhow::Result<Reply> {
         match self {
             Conn::Hyper(conn) => {
-                conn.send(hyper::Method::POST, request.headers.clone(), request.body.clone())
-                    .await
+                conn.send(
+                    hyper::Method::POST,
+                    request.headers.clone(),
+                    request.body.clone(),
+                )
+                .await
             }
             Conn::Reqwest(client, url) => {
                 let response = client
@@ -683,8 +687,12 @@ impl Conn {
         let reply = match self {
             Conn::Hyper(conn) => {
                 let mut headers = hyper::HeaderMap::new();
-                headers.insert(hyper::header::HOST, hyper::header::HeaderValue::from_str(host_header)?);
-                conn.send(hyper::Method::GET, headers, bytes::Bytes::new()).await?
+                headers.insert(
+                    hyper::header::HOST,
+                    hyper::header::HeaderValue::from_str(host_header)?,
+                );
+                conn.send(hyper::Method::GET, headers, bytes::Bytes::new())
+                    .await?
             }
             Conn::Reqwest(client, url) => {
                 reqwest_reply(client.get(url.as_str()).send().await?).await?
@@ -772,7 +780,10 @@ impl HyperConn {
         let Some(sender) = self.sender.as_mut() else {
             bail!("no connection");
         };
-        sender.ready().await.context("the connection is not ready")?;
+        sender
+            .ready()
+            .await
+            .context("the connection is not ready")?;
         let mut request = hyper::Request::new(http_body_util::Full::new(body));
         *request.method_mut() = method;
         *request.uri_mut() = self.path.clone();
