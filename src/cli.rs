@@ -33,6 +33,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process: size does not matter
 pub enum Command {
     /// Serve cancelPayment (migrations are applied first).
     Serve,

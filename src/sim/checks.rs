@@ -151,7 +151,7 @@ impl Kit {
 
     /// Runs every check; scenarios too when the kit can create payments.
     pub async fn run(&self) -> Report {
-        let mut rows = vec![
+        let mut rows = [
             self.unknown_payment_and_replay().await,
             self.concurrent_twins().await,
             self.retry_after_no_answer().await,
