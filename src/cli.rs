@@ -33,6 +33,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process: size does not matter
 pub enum Command {
     /// Serve cancelPayment (migrations are applied first).
     Serve,
@@ -132,6 +133,116 @@ pub enum SimCommand {
         #[arg(long)]
         mpp_public_key: Option<PathBuf>,
     },
+    /// Run the conformance checks against an MPP's cancelPayment endpoint: one PASS/FAIL/SKIP
+    /// row per rule, exit status 1 on any FAIL.
+    Conformance {
+        #[command(flatten)]
+        kit: KitArgs,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+    /// Play one of the seeds' flows (seed 000's four cancels after a success, seed 002's ACQP
+    /// cancel): acqp-cancel-before-success, timeout-close-before-success,
+    /// duplicate-through-another-mpp, failure-then-success, acqp-cancel-t1.
+    Scenario {
+        #[arg(value_parser = crate::sim::scenarios::NAMES)]
+        name: String,
+        #[command(flatten)]
+        kit: KitArgs,
+    },
+}
+
+/// What the conformance kit needs: the endpoint, the keys, and optionally a way to create
+/// payments and to read the outcome back.
+#[derive(Debug, clap::Args)]
+pub struct KitArgs {
+    /// The full cancelPayment URL.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8080/aps/api/v1/payments/cancelPayment"
+    )]
+    url: String,
+    #[arg(long, default_value = "1022188000000000001")]
+    acquirer_id: String,
+    /// Default: alipayplus.psp_id.
+    #[arg(long)]
+    psp_id: Option<String>,
+    /// Default: alipayplus.client_id.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// The private key playing Alipay+'s (PKCS#8 PEM or base64 DER file).
+    #[arg(long)]
+    alipay_private_key: PathBuf,
+    #[arg(long, default_value = "1")]
+    key_version: String,
+    /// The MPP's public key, to verify every answer (file, PEM or base64 DER).
+    #[arg(long)]
+    mpp_public_key: Option<PathBuf>,
+    /// The MPP's internal API, to check where each cancellation ended (needs --token).
+    #[arg(long, requires = "token")]
+    internal_url: Option<String>,
+    /// The internal API's bearer token.
+    #[arg(long, env = "MPPC_INTERNAL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Create test payments in our demo wallet (the service's database, DATABASE_URL).
+    #[arg(long, conflicts_with_all = ["create_payment_cmd", "create_payment_url"])]
+    demo_wallet: bool,
+    /// A shell command that creates (or replaces) a test payment: $1 paymentRequestId,
+    /// $2 status, $3 amount value, $4 currency, $5 createdAt, $6 refunded value, $7 payment
+    /// code (also in MPPC_* environment variables).
+    #[arg(long, conflicts_with = "create_payment_url")]
+    create_payment_cmd: Option<String>,
+    /// A URL that creates (or replaces) a test payment from a JSON POST.
+    #[arg(long)]
+    create_payment_url: Option<String>,
+}
+
+impl KitArgs {
+    fn into_kit(self, settings: &Settings) -> anyhow::Result<crate::sim::checks::Kit> {
+        use crate::sim::client::{AlipayClient, Target};
+        use crate::sim::internal::InternalApi;
+        use crate::sim::payments::PaymentMaker;
+        let read_key = |path: &PathBuf| {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let target = Target {
+            url: reqwest::Url::parse(&self.url).with_context(|| format!("--url {:?}", self.url))?,
+            client_id: self
+                .client_id
+                .unwrap_or_else(|| settings.alipayplus.client_id.clone()),
+            acquirer_id: self.acquirer_id,
+            psp_id: self
+                .psp_id
+                .unwrap_or_else(|| settings.alipayplus.psp_id.clone()),
+            alipay_private_key: parse_private_key(&read_key(&self.alipay_private_key)?)?,
+            key_version: self.key_version,
+            mpp_public_key: self
+                .mpp_public_key
+                .map(|path| read_key(&path).and_then(|k| Ok(parse_public_key(&k)?)))
+                .transpose()?,
+        };
+        let payments = if self.demo_wallet {
+            PaymentMaker::Demo(DemoWallet::new(app::connect(settings)?.pool().clone()))
+        } else if let Some(cmd) = self.create_payment_cmd {
+            PaymentMaker::Command(cmd)
+        } else if let Some(url) = self.create_payment_url {
+            PaymentMaker::Url(
+                reqwest::Url::parse(&url)
+                    .with_context(|| format!("--create-payment-url {url:?}"))?,
+            )
+        } else {
+            PaymentMaker::None
+        };
+        let internal = match (self.internal_url, self.token) {
+            (Some(url), Some(token)) => Some(InternalApi::new(&url, &token)?),
+            _ => None,
+        };
+        Ok(crate::sim::checks::Kit::new(
+            AlipayClient::new(target)?,
+            payments,
+            internal,
+        ))
+    }
 }
 
 fn parse_status(s: &str) -> Result<PaymentStatus, String> {
@@ -258,6 +369,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     problem.as_deref().unwrap_or("no --mpp-public-key")
                 ),
             }
+            Ok(())
+        }
+        Command::Sim {
+            command: SimCommand::Conformance { kit, format },
+        } => {
+            let report = kit.into_kit(&settings)?.run().await;
+            match format.as_str() {
+                "json" => say!("{}", report.json()),
+                _ => say_raw(&report.table()),
+            }
+            anyhow::ensure!(!report.failed(), "conformance: at least one check FAILED");
+            Ok(())
+        }
+        Command::Sim {
+            command: SimCommand::Scenario { name, kit },
+        } => {
+            let kit = kit.into_kit(&settings)?;
+            let row = crate::sim::scenarios::run(&kit, &name)
+                .await
+                .with_context(|| format!("no scenario {name:?}"))?;
+            let report = crate::sim::report::Report { rows: vec![row] };
+            say_raw(&report.table());
+            anyhow::ensure!(!report.failed(), "scenario {name}: FAILED");
             Ok(())
         }
         Command::Demo {

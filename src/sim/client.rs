@@ -13,7 +13,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
 use crate::protocol::keys::{PrivateKey, PublicKey};
-use crate::protocol::signature::{ResponseSigner, alipay_time, verify_response};
+use crate::protocol::signature::{
+    ResponseSigner, alipay_time, format_signature_header, signed_content, verify_response,
+};
 
 /// How long the simulator waits for the whole exchange.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -137,15 +139,43 @@ pub async fn send_cancel_with(
     req: &SimRequest,
 ) -> anyhow::Result<SimOutcome> {
     let signed = sign_cancel(req, &alipay_request_time(Utc::now()))?;
-    let mut builder = client.post(&req.url);
-    for (name, value) in &signed.headers {
+    let url =
+        reqwest::Url::parse(&req.url).with_context(|| format!("invalid URL {:?}", req.url))?;
+    exchange(
+        client,
+        reqwest::Method::POST,
+        url,
+        &signed.path,
+        &signed.headers,
+        signed.body,
+        signed.request_time,
+        req.mpp_public_key.as_ref(),
+    )
+    .await
+}
+
+/// Sends one request and reads the whole answer, checking its signature over the request's
+/// method and path. A transport error (no answer) is an `Err`.
+#[allow(clippy::too_many_arguments)] // one request's parts, each needed as given
+pub(crate) async fn exchange(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: reqwest::Url,
+    signed_path: &str,
+    headers: &[(&'static str, String)],
+    body: Vec<u8>,
+    request_time: String,
+    mpp_public_key: Option<&PublicKey>,
+) -> anyhow::Result<SimOutcome> {
+    let mut builder = client.request(method.clone(), url.clone());
+    for (name, value) in headers {
         builder = builder.header(*name, value);
     }
     let response = builder
-        .body(signed.body.clone())
+        .body(body)
         .send()
         .await
-        .with_context(|| format!("sending cancelPayment to {}", req.url))?;
+        .with_context(|| format!("sending {method} {url}"))?;
 
     let status = response.status().as_u16();
     let header = |name: &str| -> Option<String> {
@@ -164,9 +194,10 @@ pub async fn send_cancel_with(
         .to_vec();
     let body = serde_json::from_slice(&raw_body).unwrap_or(Value::Null);
 
-    let (signature_verified, signature_problem) = check_response_signature(
-        req.mpp_public_key.as_ref(),
-        &signed.path,
+    let (signature_verified, signature_problem) = check_response_signature_as(
+        mpp_public_key,
+        method.as_str(),
+        signed_path,
         response_client_id.as_deref(),
         response_time.as_deref(),
         signature.as_deref(),
@@ -176,7 +207,7 @@ pub async fn send_cancel_with(
         status,
         body,
         raw_body,
-        request_time: signed.request_time,
+        request_time,
         response_client_id,
         response_time,
         signature_verified,
@@ -188,6 +219,28 @@ pub async fn send_cancel_with(
 /// Returns `(verified, problem)`: `None` when there is no key or no `Signature` header.
 pub fn check_response_signature(
     mpp_public_key: Option<&PublicKey>,
+    request_path: &str,
+    client_id: Option<&str>,
+    response_time: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+) -> (Option<bool>, Option<String>) {
+    check_response_signature_as(
+        mpp_public_key,
+        "POST",
+        request_path,
+        client_id,
+        response_time,
+        signature,
+        body,
+    )
+}
+
+/// [`check_response_signature`] for a request sent with `method` (the answers to a `GET` are
+/// signed over `GET {path}`).
+pub fn check_response_signature_as(
+    mpp_public_key: Option<&PublicKey>,
+    method: &str,
     request_path: &str,
     client_id: Option<&str>,
     response_time: Option<&str>,
@@ -211,7 +264,7 @@ pub fn check_response_signature(
     };
     match verify_response(
         key,
-        "POST",
+        method,
         request_path,
         client_id,
         response_time,
@@ -220,6 +273,212 @@ pub fn check_response_signature(
     ) {
         Ok(()) => (Some(true), None),
         Err(e) => (Some(false), Some(e.to_string())),
+    }
+}
+
+/// Who plays Alipay+ against which endpoint: what every probe of the conformance kit shares.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Full URL of the MPP's cancelPayment endpoint.
+    pub url: reqwest::Url,
+    pub client_id: String,
+    pub acquirer_id: String,
+    pub psp_id: String,
+    pub alipay_private_key: PrivateKey,
+    pub key_version: String,
+    /// The MPP's public key; without it no answer's signature can be judged.
+    pub mpp_public_key: Option<PublicKey>,
+}
+
+/// How a probe's `Signature` header is made: right, or broken in one precise way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signing {
+    Valid,
+    /// No `Signature` header at all.
+    Missing,
+    /// A well-formed header whose signature has one bit flipped.
+    Corrupted,
+    /// A valid signature over these bytes, sent with the probe's other body (tampering in
+    /// transit).
+    OverOtherBody(Vec<u8>),
+}
+
+/// One request as Alipay+ could send it, every part open to a check that breaks one of them.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub method: reqwest::Method,
+    /// Sent and signed; the target's cancelPayment path unless a check wants another.
+    pub path: String,
+    pub content_type: Option<String>,
+    pub client_id: String,
+    pub key_version: String,
+    pub body: Vec<u8>,
+    pub signing: Signing,
+}
+
+/// One answer the kit saw, kept so the rules every answer must meet (HTTP 200, a `result`, a
+/// valid signature) are judged over all of them, not only in the checks that look for them.
+#[derive(Debug, Clone)]
+pub struct SeenAnswer {
+    pub check: String,
+    pub status: u16,
+    pub result_status: Option<String>,
+    pub result_code: Option<String>,
+    pub signature_verified: Option<bool>,
+    pub signature_problem: Option<String>,
+}
+
+/// The kit's Alipay+: sends probes to a [`Target`] and remembers every answer.
+pub struct AlipayClient {
+    pub target: Target,
+    http: reqwest::Client,
+    seen: std::sync::Mutex<Vec<SeenAnswer>>,
+}
+
+impl AlipayClient {
+    pub fn new(target: Target) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            // Alipay+ waits 8 s; a little more so a slow answer is seen as slow, not lost.
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Self {
+            target,
+            http,
+            seen: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A valid cancel for `payment_request_id`.
+    pub fn cancel(&self, payment_request_id: &str) -> Probe {
+        let t = &self.target;
+        self.probe(cancel_body(&t.acquirer_id, &t.psp_id, payment_request_id))
+    }
+
+    /// A valid, signed POST of `body` to the cancelPayment path.
+    pub fn probe(&self, body: Vec<u8>) -> Probe {
+        Probe {
+            method: reqwest::Method::POST,
+            path: self.target.url.path().to_string(),
+            content_type: Some("application/json; charset=UTF-8".into()),
+            client_id: self.target.client_id.clone(),
+            key_version: self.target.key_version.clone(),
+            body,
+            signing: Signing::Valid,
+        }
+    }
+
+    /// The probe's headers, signed now.
+    fn headers(&self, probe: &Probe) -> anyhow::Result<(String, Vec<(&'static str, String)>)> {
+        let request_time = alipay_request_time(Utc::now());
+        let mut headers = Vec::with_capacity(4);
+        if let Some(content_type) = &probe.content_type {
+            headers.push(("Content-Type", content_type.clone()));
+        }
+        headers.push(("Client-Id", probe.client_id.clone()));
+        headers.push(("Request-Time", request_time.clone()));
+        let signed_body = match &probe.signing {
+            Signing::OverOtherBody(other) => other.as_slice(),
+            _ => probe.body.as_slice(),
+        };
+        let content = signed_content(
+            probe.method.as_str(),
+            &probe.path,
+            &probe.client_id,
+            &request_time,
+            signed_body,
+        );
+        let mut signature = self
+            .target
+            .alipay_private_key
+            .sign_pkcs1_sha256(&content)
+            .context("signing a probe")?;
+        if probe.signing == Signing::Corrupted {
+            signature[17] ^= 0x01;
+        }
+        if probe.signing != Signing::Missing {
+            headers.push((
+                "Signature",
+                format_signature_header(&probe.key_version, &signature),
+            ));
+        }
+        Ok((request_time, headers))
+    }
+
+    fn url_for(&self, path: &str) -> reqwest::Url {
+        let mut url = self.target.url.clone();
+        url.set_path(path);
+        url.set_query(None);
+        url
+    }
+
+    /// Sends a probe on behalf of `check` and records the answer. `Err`: no answer.
+    pub async fn send(&self, check: &str, probe: &Probe) -> anyhow::Result<SimOutcome> {
+        let (request_time, headers) = self.headers(probe)?;
+        let outcome = exchange(
+            &self.http,
+            probe.method.clone(),
+            self.url_for(&probe.path),
+            &probe.path,
+            &headers,
+            probe.body.clone(),
+            request_time,
+            self.target.mpp_public_key.as_ref(),
+        )
+        .await?;
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(SeenAnswer {
+                check: check.to_string(),
+                status: outcome.status,
+                result_status: outcome.result_status().map(str::to_string),
+                result_code: outcome.result_code().map(str::to_string),
+                signature_verified: outcome.signature_verified,
+                signature_problem: outcome.signature_problem.clone(),
+            });
+        Ok(outcome)
+    }
+
+    /// Sends a probe and hangs up before the answer: Alipay+'s "no answer" (its 8 s timeout,
+    /// a dropped connection). The request reaches the MPP whole; what the MPP does with it is
+    /// for the retries to find out. Plain `http://` only; `Ok(false)` when the URL is TLS.
+    pub async fn send_and_hang_up(&self, probe: &Probe) -> anyhow::Result<bool> {
+        use tokio::io::AsyncWriteExt as _;
+        let url = self.url_for(&probe.path);
+        if url.scheme() != "http" {
+            return Ok(false);
+        }
+        let host = url.host_str().context("the URL has no host")?.to_string();
+        let port = url.port_or_known_default().unwrap_or(80);
+        let (_, headers) = self.headers(probe)?;
+        // Written out by hand on purpose: no client library sends a request and then walks
+        // away from its answer.
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            probe.method,
+            probe.path,
+            probe.body.len()
+        );
+        for (name, value) in &headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .with_context(|| format!("connecting to {host}:{port}"))?;
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&probe.body).await?;
+        stream.flush().await?;
+        // Long enough for the request to be read, far shorter than any answer is allowed.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(stream);
+        Ok(true)
+    }
+
+    /// Every answer seen so far.
+    pub fn seen(&self) -> Vec<SeenAnswer> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
