@@ -654,3 +654,55 @@ pub async fn supervise<F, Fut>(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_worker_that_dies_is_restarted_and_counted() {
+        let starts = Arc::new(AtomicUsize::new(0));
+        let deaths = Arc::new(AtomicUsize::new(0));
+        let (_stop, shutdown) = watch::channel(false);
+        let health = EngineHealth::default();
+        supervise(
+            "test worker".into(),
+            shutdown,
+            {
+                let starts = starts.clone();
+                move || {
+                    let n = starts.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if n < 3 {
+                            panic!("worker death {n}");
+                        }
+                    }
+                }
+            },
+            || {
+                deaths.fetch_add(1, Ordering::SeqCst);
+                health.record_death();
+            },
+        )
+        .await;
+        assert_eq!(
+            starts.load(Ordering::SeqCst),
+            4,
+            "restarted after each death"
+        );
+        assert_eq!(deaths.load(Ordering::SeqCst), 3);
+        assert_eq!(health.total_deaths(), 3);
+        assert!(!health.is_healthy(), "three deaths in a minute: not ready");
+    }
+
+    #[test]
+    fn the_lease_covers_a_step_renewed_every_third() {
+        let lease = EngineConfig::lease_covering(Duration::from_secs(1), Duration::from_secs(5));
+        assert!(lease * 2 / 3 >= Duration::from_secs(5) * CALLS_PER_STEP + LEASE_MARGIN);
+        assert_eq!(
+            EngineConfig::lease_covering(Duration::from_secs(60), Duration::from_secs(5)),
+            Duration::from_secs(60)
+        );
+    }
+}

@@ -230,16 +230,16 @@ pub fn found_after_close(
     if let Err(why) = untrusted::identifier("paymentId", &p.payment_id) {
         return Refuse(why);
     }
-    if let Some(known) = known {
-        if known.payment_id != p.payment_id || known.amount != p.amount {
-            return Refuse(format!(
-                "the wallet now reports payment {} for {}, the cancellation recorded {} for {}",
-                untrusted::text(&p.payment_id),
-                p.amount,
-                untrusted::text(&known.payment_id),
-                known.amount
-            ));
-        }
+    if let Some(known) = known
+        && (known.payment_id != p.payment_id || known.amount != p.amount)
+    {
+        return Refuse(format!(
+            "the wallet now reports payment {} for {}, the cancellation recorded {} for {}",
+            untrusted::text(&p.payment_id),
+            p.amount,
+            untrusted::text(&known.payment_id),
+            known.amount
+        ));
     }
     Found(FoundPayment {
         status: p.status.as_str(),

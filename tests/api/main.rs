@@ -10,6 +10,7 @@ mod engine;
 mod failover;
 mod idempotency;
 mod internal_api;
+mod money_path;
 mod operations;
 mod seeds;
 mod signatures;

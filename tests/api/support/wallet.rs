@@ -19,6 +19,10 @@ pub enum RefundScript {
     Failed,
     /// Report success for another amount.
     SucceededWith(i64),
+    /// Move the money, then report it with this reference (junk, in the tests that use it).
+    SucceededWithReference(&'static str),
+    /// The wallet implementation panics.
+    Panic,
 }
 
 #[derive(Default)]
@@ -32,6 +36,11 @@ pub struct TestWallet {
     lookup_delay: Mutex<Option<Duration>>,
     pub lookups: AtomicUsize,
     pub refunds: Mutex<Vec<RefundOrder>>,
+    /// Scripted answers to `close` (after the script: the payment's status decides).
+    close_script: Mutex<VecDeque<CloseOutcome>>,
+    /// Refund calls in flight per refund id, and the most ever seen at once.
+    in_flight: Mutex<HashMap<uuid::Uuid, usize>>,
+    pub max_concurrent_per_refund_id: AtomicUsize,
 }
 
 impl TestWallet {
@@ -76,6 +85,10 @@ impl TestWallet {
 
     pub fn delay_lookups(&self, by: Duration) {
         *self.lookup_delay.lock().unwrap() = Some(by);
+    }
+
+    pub fn script_closes(&self, script: impl IntoIterator<Item = CloseOutcome>) {
+        self.close_script.lock().unwrap().extend(script);
     }
 
     pub fn script_refunds(&self, script: impl IntoIterator<Item = RefundScript>) {
@@ -126,6 +139,9 @@ impl Wallet for TestWallet {
     }
 
     async fn close(&self, payment_request_id: &str) -> Result<CloseOutcome, WalletError> {
+        if let Some(scripted) = self.close_script.lock().unwrap().pop_front() {
+            return Ok(scripted);
+        }
         let mut payments = self.payments.lock().unwrap();
         Ok(match payments.get_mut(payment_request_id) {
             None => CloseOutcome::Closed,
@@ -141,6 +157,27 @@ impl Wallet for TestWallet {
     }
 
     async fn refund(&self, order: &RefundOrder) -> Result<RefundOutcome, WalletError> {
+        let now_in_flight = {
+            let mut in_flight = self.in_flight.lock().unwrap();
+            let n = in_flight.entry(order.refund_id).or_insert(0);
+            *n += 1;
+            *n
+        };
+        self.max_concurrent_per_refund_id
+            .fetch_max(now_in_flight, Ordering::SeqCst);
+        let answer = self.refund_inner(order).await;
+        *self
+            .in_flight
+            .lock()
+            .unwrap()
+            .entry(order.refund_id)
+            .or_insert(1) -= 1;
+        answer
+    }
+}
+
+impl TestWallet {
+    async fn refund_inner(&self, order: &RefundOrder) -> Result<RefundOutcome, WalletError> {
         self.refunds.lock().unwrap().push(order.clone());
         let scripted = self.refund_script.lock().unwrap().pop_front();
         match scripted {
@@ -152,6 +189,18 @@ impl Wallet for TestWallet {
             Some(RefundScript::Failed) => {
                 return Ok(RefundOutcome::Failed {
                     reason: "scripted refusal".into(),
+                });
+            }
+            Some(RefundScript::Panic) => panic!("scripted panic in the wallet"),
+            Some(RefundScript::SucceededWithReference(reference)) => {
+                self.refunded
+                    .lock()
+                    .unwrap()
+                    .entry(order.refund_id)
+                    .or_insert(order.amount.minor_units);
+                return Ok(RefundOutcome::Succeeded {
+                    amount: Some(order.amount),
+                    reference: Some(reference.to_owned()),
                 });
             }
             Some(RefundScript::SucceededWith(other)) => {
