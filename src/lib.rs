@@ -29,3 +29,4 @@ pub mod sim;
 pub mod store;
 pub mod telemetry;
 pub mod wallet;
+pub mod wallet_check;
