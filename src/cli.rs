@@ -425,7 +425,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 base_url: base_url
                     .or(settings.wallet.base_url.clone())
                     .context("--base-url (or wallet.base_url) is required")?,
-                token: token.or(settings.wallet.token.as_ref().map(|t| t.expose().to_owned())),
+                token: token.or(settings
+                    .wallet
+                    .token
+                    .as_ref()
+                    .map(|t| t.expose().to_owned())),
                 payments,
                 timeout: std::time::Duration::from_millis(
                     timeout_ms.unwrap_or(settings.wallet.timeout_ms),
@@ -443,11 +447,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(
                 failed.is_empty(),
                 "the wallet breaks the contract: {}",
-                failed
-                    .iter()
-                    .map(|r| r.id())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                failed.iter().map(|r| r.id()).collect::<Vec<_>>().join(", ")
             );
             Ok(())
         }

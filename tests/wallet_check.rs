@@ -47,7 +47,10 @@ async fn a_wallet_that_keeps_the_contract_passes_every_rule() {
             .all(|s| s.authorization.as_deref() == Some("Bearer wallet-token"))
     );
     assert!(table.contains("refund-dedupe-concurrent"), "{table}");
-    assert!(table.contains("POST /refunds"), "evidence is printed: {table}");
+    assert!(
+        table.contains("POST /refunds"),
+        "evidence is printed: {table}"
+    );
 }
 
 #[tokio::test]
@@ -62,7 +65,10 @@ async fn each_broken_rule_fails_by_name() {
             Fault::NotFoundWithoutCode,
             vec!["unknown-is-404", "close-unknown"],
         ),
-        (Fault::WrongPathLooksUnknown, vec!["wrong-path-is-not-unknown"]),
+        (
+            Fault::WrongPathLooksUnknown,
+            vec!["wrong-path-is-not-unknown"],
+        ),
         (Fault::CloseUnknownNotClosed, vec!["close-unknown"]),
         (
             Fault::SucceededRepeatWithoutAmount,
@@ -120,7 +126,10 @@ async fn without_payments_money_rules_are_skipped_and_nothing_is_refunded() {
             report.render()
         );
     }
-    assert_eq!(report.verdict(Rule::UnknownIsNotFound), Some(&Verdict::Pass));
+    assert_eq!(
+        report.verdict(Rule::UnknownIsNotFound),
+        Some(&Verdict::Pass)
+    );
     assert!(wallet.seen().iter().all(|s| s.path != "/refunds"));
     assert_eq!(wallet.payment(PAID).unwrap().refunded, 0);
 }
@@ -150,7 +159,8 @@ fn the_command_says_what_it_will_touch_and_exits_non_zero_on_a_failure() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stdout}{stderr}");
     assert!(
-        stdout.starts_with("wallet-check against") && stdout.contains("ONLY on these payments: wc-paid-1"),
+        stdout.starts_with("wallet-check against")
+            && stdout.contains("ONLY on these payments: wc-paid-1"),
         "{stdout}"
     );
     assert!(stdout.contains("close-unknown"), "{stdout}");

@@ -52,7 +52,10 @@ impl WalletClient {
         }
         let http = reqwest::Client::builder()
             .default_headers(headers)
-            .user_agent(concat!("mpp-cancel-wallet-check/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "mpp-cancel-wallet-check/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -92,7 +92,10 @@ impl Verdict {
 /// What came back for one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    Http { status: u16, body: String },
+    Http {
+        status: u16,
+        body: String,
+    },
     TimedOut,
     /// No HTTP answer (connection refused, broken body...).
     Failed(String),

@@ -113,7 +113,9 @@ fn amount_field(map: &Map<String, Value>, name: &str) -> Result<Option<Amount>, 
     };
     let minor_units = parse_minor_units(value).map_err(|e| format!("{name}.value: {e}"))?;
     let currency = match inner.get("currency") {
-        Some(Value::String(c)) => Currency::parse(c).map_err(|e| format!("{name}.currency: {e}"))?,
+        Some(Value::String(c)) => {
+            Currency::parse(c).map_err(|e| format!("{name}.currency: {e}"))?
+        }
         Some(other) => return Err(format!("{name}.currency must be a string, got {other}")),
         None => return Err(format!("{name}.currency is missing")),
     };
@@ -559,9 +561,15 @@ mod tests {
         assert_eq!(refund_dedupe(&repeat, jpy(100), 100, 0), Verdict::Pass);
         assert_eq!(refund_dedupe(&repeat, jpy(100), 200, 0), Verdict::Pass);
         assert!(refund_dedupe(&repeat, jpy(100), 100, 100).is_fail());
-        let pending = [refund("PENDING", "r1", None), refund("SUCCEEDED", "r1", Some("100"))];
+        let pending = [
+            refund("PENDING", "r1", None),
+            refund("SUCCEEDED", "r1", Some("100")),
+        ];
         assert_eq!(refund_dedupe(&pending, jpy(100), 0, 100), Verdict::Pass);
-        assert_eq!(refund_dedupe(&[refund("PENDING", "r1", None)], jpy(100), 0, 0), Verdict::Pass);
+        assert_eq!(
+            refund_dedupe(&[refund("PENDING", "r1", None)], jpy(100), 0, 0),
+            Verdict::Pass
+        );
     }
 
     #[test]

@@ -177,14 +177,22 @@ fn amount(value: i64, currency: &str) -> Value {
 async fn no_route(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     note(&req, &state, None).await;
     match state.fault {
-        Fault::WrongPathLooksUnknown => answer(&req, &state, 404, json!({"code": "PAYMENT_NOT_FOUND"})),
+        Fault::WrongPathLooksUnknown => {
+            answer(&req, &state, 404, json!({"code": "PAYMENT_NOT_FOUND"}))
+        }
         _ => answer(&req, &state, 404, json!({"error": "no such route"})),
     }
 }
 
 async fn lookup(req: HttpRequest, id: web::Path<String>, state: web::Data<State>) -> HttpResponse {
     note(&req, &state, None).await;
-    let found = state.ledger.lock().unwrap().payments.get(id.as_str()).cloned();
+    let found = state
+        .ledger
+        .lock()
+        .unwrap()
+        .payments
+        .get(id.as_str())
+        .cloned();
     match found {
         None => not_found(&req, &state),
         Some(p) => {
@@ -227,10 +235,19 @@ async fn close(req: HttpRequest, id: web::Path<String>, state: web::Data<State>)
 async fn refund(req: HttpRequest, body: web::Json<Value>, state: web::Data<State>) -> HttpResponse {
     note(&req, &state, Some(&body)).await;
     let refund_id = body["refundId"].as_str().unwrap_or_default().to_owned();
-    let id = body["paymentRequestId"].as_str().unwrap_or_default().to_owned();
+    let id = body["paymentRequestId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let dedupes = !matches!(state.fault, Fault::NoRefundDedupe);
     if dedupes {
-        let known = state.ledger.lock().unwrap().refunds.get(&refund_id).cloned();
+        let known = state
+            .ledger
+            .lock()
+            .unwrap()
+            .refunds
+            .get(&refund_id)
+            .cloned();
         if let Some(mut earlier) = known {
             if state.fault == Fault::SucceededRepeatWithoutAmount {
                 earlier.as_object_mut().unwrap().remove("amount");
@@ -247,7 +264,12 @@ async fn refund(req: HttpRequest, body: web::Json<Value>, state: web::Data<State
         ledger.counter += 1;
         let reference = format!("rf-{}", ledger.counter);
         let Some(p) = ledger.payments.get_mut(&id) else {
-            return answer(&req, &state, 200, json!({"status": "FAILED", "message": "unknown payment"}));
+            return answer(
+                &req,
+                &state,
+                200,
+                json!({"status": "FAILED", "message": "unknown payment"}),
+            );
         };
         p.refunded += p.amount;
         let given = json!({"status": "SUCCEEDED", "amount": amount(p.amount, p.currency), "reference": reference});
