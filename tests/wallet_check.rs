@@ -134,27 +134,21 @@ async fn without_payments_money_rules_are_skipped_and_nothing_is_refunded() {
     assert_eq!(wallet.payment(PAID).unwrap().refunded, 0);
 }
 
-#[test]
-fn the_command_says_what_it_will_touch_and_exits_non_zero_on_a_failure() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let wallet = runtime.block_on(async {
-        let wallet = WalletServer::start(Fault::CloseUnknownNotClosed).await;
-        wallet.add(PAID, "SUCCESS", 1000, "JPY");
-        wallet
-    });
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_says_what_it_will_touch_and_exits_non_zero_on_a_failure() {
+    let wallet = WalletServer::start(Fault::CloseUnknownNotClosed).await;
+    wallet.add(PAID, "SUCCESS", 1000, "JPY");
     let base_url = wallet.url.clone();
-    let output = runtime.block_on(async move {
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_mpp-cancel"))
-                .args(["--config-dir", "/nonexistent", "wallet-check", "--base-url"])
-                .arg(&base_url)
-                .args(["--payment", PAID, "--timeout-ms", "2000"])
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    });
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mpp-cancel"))
+            .args(["--config-dir", "/nonexistent", "wallet-check", "--base-url"])
+            .arg(&base_url)
+            .args(["--payment", PAID, "--timeout-ms", "2000"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stdout}{stderr}");
@@ -165,5 +159,6 @@ fn the_command_says_what_it_will_touch_and_exits_non_zero_on_a_failure() {
     );
     assert!(stdout.contains("close-unknown"), "{stdout}");
     assert!(stderr.contains("close-unknown"), "{stderr}");
-    drop(wallet);
+    // It refunded the named payment, once.
+    assert_eq!(wallet.payment(PAID).unwrap().refunded, 1000);
 }

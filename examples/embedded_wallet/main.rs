@@ -26,8 +26,12 @@ async fn main() -> anyhow::Result<()> {
         listener.local_addr()?,
         settings.cancel_path()
     );
-    let shop = shop::build(listener, &settings, store)?;
-    shop.server.await?;
-    shop.engine.stop().await;
+    let shop::Shop {
+        server,
+        engine,
+        wallet: _ledger, // the MPP's other flows would read its ledger here
+    } = shop::build(listener, &settings, store)?;
+    server.await?;
+    engine.stop().await;
     Ok(())
 }
