@@ -87,7 +87,7 @@ impl Embedded {
             self.components.store.clone(),
             self.components.wallet.clone(),
             self.components.clock.clone(),
-            self.engine_config.clone(),
+            self.engine_config,
             self.public.service.work_ready(),
         ));
         let (shutdown, receiver) = watch::channel(false);

@@ -5,7 +5,6 @@
 #[path = "../examples/embedded_wallet/shop.rs"]
 mod shop;
 
-#[allow(dead_code)]
 mod common;
 
 use mpp_cancel::config::{Secret, Settings};
