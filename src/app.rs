@@ -211,18 +211,22 @@ impl Application {
         })
     }
 
+    /// The public port actually bound (useful with port 0 in tests).
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The internal API's port actually bound.
     pub fn internal_port(&self) -> u16 {
         self.internal_port
     }
 
+    /// The cancel service the listener runs, for callers that decide cancels without HTTP.
     pub fn service(&self) -> Arc<CancelService> {
         self.service.clone()
     }
 
+    /// A handle that stops this application from another task (signals, tests).
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
             public: self.public.handle(),

@@ -61,6 +61,26 @@ pub enum Command {
         #[command(subcommand)]
         command: SimCommand,
     },
+    /// Exercise a live HTTP wallet against the contract (lookups, 404 semantics, close of an
+    /// unknown id, refund and void dedupe under concurrent repeats, amounts, timeouts). Prints a
+    /// PASS/FAIL/SKIP table; exits non-zero on any FAIL. Money moves only on --payment ids.
+    WalletCheck {
+        /// The wallet's base URL (default: wallet.base_url).
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Bearer token (default: wallet.token).
+        #[arg(long, env = "MPP_CANCEL_WALLET_CHECK_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// A test payment the check may refund (SUCCESS) or void (AUTHORIZED); repeatable.
+        #[arg(long = "payment")]
+        payments: Vec<String>,
+        /// Every answer must come within this (default: wallet.timeout_ms).
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Identical refund/void calls sent at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(2..=256))]
+        concurrency: u16,
+    },
     /// The demo wallet kept in PostgreSQL, for trying the service locally.
     Demo {
         #[command(subcommand)]
@@ -392,6 +412,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = crate::sim::report::Report { rows: vec![row] };
             say_raw(&report.table());
             anyhow::ensure!(!report.failed(), "scenario {name}: FAILED");
+            Ok(())
+        }
+        Command::WalletCheck {
+            base_url,
+            token,
+            payments,
+            timeout_ms,
+            concurrency,
+        } => {
+            let config = crate::wallet_check::CheckConfig {
+                base_url: base_url
+                    .or(settings.wallet.base_url.clone())
+                    .context("--base-url (or wallet.base_url) is required")?,
+                token: token.or(settings
+                    .wallet
+                    .token
+                    .as_ref()
+                    .map(|t| t.expose().to_owned())),
+                payments,
+                timeout: std::time::Duration::from_millis(
+                    timeout_ms.unwrap_or(settings.wallet.timeout_ms),
+                ),
+                concurrency: usize::from(concurrency),
+            };
+            let plan = crate::wallet_check::Plan {
+                base_url: config.base_url.clone(),
+                payments: config.payments.clone(),
+            };
+            say_raw(&plan.describe());
+            let report = crate::wallet_check::run(&config).await?;
+            say_raw(&report.render());
+            let failed = report.failed();
+            anyhow::ensure!(
+                failed.is_empty(),
+                "the wallet breaks the contract: {}",
+                failed.iter().map(|r| r.id()).collect::<Vec<_>>().join(", ")
+            );
             Ok(())
         }
         Command::Demo {

@@ -6,12 +6,15 @@
 use crate::domain::CancellationState;
 use crate::store::{CancellationRecord, Store};
 
+/// Answers "did Alipay+ cancel this paymentRequestId?" from the database, the one place an
+/// accepted cancellation lives. Cheap to clone (it holds the pool).
 #[derive(Debug, Clone)]
 pub struct Guard {
     store: Store,
 }
 
 impl Guard {
+    /// A guard over the service's database (the MPP's pool works: same tables).
     pub fn new(store: Store) -> Self {
         Self { store }
     }

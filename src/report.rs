@@ -4,6 +4,7 @@
 use crate::store::ReportLine;
 use std::str::FromStr;
 
+/// How the report is written: CSV for clearing-file jobs, JSON for programs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Csv,
@@ -22,6 +23,7 @@ impl FromStr for Format {
 }
 
 impl Format {
+    /// The HTTP `Content-Type` of a report in this format.
     pub fn content_type(self) -> &'static str {
         match self {
             Self::Csv => "text/csv; charset=utf-8",
@@ -33,6 +35,8 @@ impl Format {
 const CSV_HEADER: &str =
     "paymentRequestId,paymentId,acquirerId,amountValue,currency,state,settlementDate,cancelledAt";
 
+/// The report's text: CSV with a header line (fields quoted where needed), or a JSON array of
+/// camelCase objects.
 pub fn render(lines: &[ReportLine], format: Format) -> String {
     match format {
         Format::Json => serde_json::to_string_pretty(lines).unwrap_or_else(|_| "[]".into()),

@@ -1,6 +1,6 @@
 //! The public listener: Alipay+'s `cancelPayment` and the answers for everything else under it.
 //! Every answer is HTTP 200 with a `result` body (alipayplus.md: a non-200 or unsigned answer is
-//! treated as unknown and retried), built in one place, [`respond`].
+//! treated as unknown and retried), built in one place, `respond`.
 
 mod cancel_payment;
 pub mod internal;

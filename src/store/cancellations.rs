@@ -61,6 +61,7 @@ pub enum Recorded {
 
 /// A cancellation as the guard API and operators see it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CancellationRecord {
     pub payment_request_id: String,
     pub acquirer_id: String,

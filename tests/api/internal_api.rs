@@ -43,6 +43,10 @@ async fn the_guard_answers_over_http() {
     assert_eq!(body["cancelled"], true);
     assert_eq!(body["cancellation"]["state"], "refund_pending");
     assert_eq!(body["cancellation"]["attempts"], 0);
+    // One casing across the internal API (camelCase, like the settlement report).
+    assert_eq!(body["cancellation"]["paymentRequestId"], "guarded");
+    assert_eq!(body["cancellation"]["refundStatus"], "queued");
+    assert!(body["cancellation"].get("acquirer_id").is_none());
 
     let (status, body) = get(&app, "/v1/cancellations/never-cancelled").await;
     assert_eq!(status, 404);
@@ -99,7 +103,7 @@ async fn manual_review_rows_are_listed_and_requeued() {
     let (status, body) = get(&app, "/v1/cancellations?state=manual_review").await;
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(status, 200);
-    assert_eq!(body["cancellations"][0]["payment_request_id"], "stuck");
+    assert_eq!(body["cancellations"][0]["paymentRequestId"], "stuck");
     assert_eq!(get(&app, "/v1/cancellations?state=bogus").await.0, 400);
 
     let (status, body) = post(

@@ -1,0 +1,413 @@
+//! The OpenAPI documents (openapi/wallet.yaml, openapi/internal.yaml) kept true: the shipped HTTP
+//! wallet adapter's requests, recorded by a wallet server, and the internal API's answers are
+//! validated against them. The validator is a small one over the schema subset the documents
+//! use; a keyword it does not know fails the test rather than pass unchecked.
+
+mod wallet_server;
+
+mod common;
+
+use mpp_cancel::app::{Application, Components};
+use mpp_cancel::config::{Secret, Settings};
+use mpp_cancel::domain::{Currency, Money, SystemClock};
+use mpp_cancel::store::Store;
+use mpp_cancel::wallet::{HttpWallet, HttpWalletConfig, RefundOrder, Wallet};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use wallet_server::{Fault, WalletServer};
+
+// ---------------------------------------------------------------------------------------------
+// The documents and the validator
+
+fn document(name: &str) -> Value {
+    let path = format!("{}/openapi/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let doc: Value = serde_norway::from_str(&text).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0", "{name}");
+    doc
+}
+
+/// The operation of `doc` for `method` and a concrete `path` (templates matched per segment).
+fn operation<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
+    let segments: Vec<&str> = path.split('/').collect();
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        let parts: Vec<&str> = template.split('/').collect();
+        let matches = parts.len() == segments.len()
+            && parts
+                .iter()
+                .zip(&segments)
+                .all(|(t, s)| (t.starts_with('{') && !s.is_empty()) || t == s);
+        if matches && let Some(op) = item.get(method.to_ascii_lowercase()) {
+            return op;
+        }
+    }
+    panic!("{method} {path} is not in the document");
+}
+
+fn resolve<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
+    match node.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let pointer = reference.strip_prefix('#').expect("local references only");
+            resolve(doc, doc.pointer(pointer).expect("the reference resolves"))
+        }
+        None => node,
+    }
+}
+
+fn request_schema<'a>(doc: &'a Value, op: &'a Value) -> &'a Value {
+    let body = resolve(doc, &op["requestBody"]);
+    &body["content"]["application/json"]["schema"]
+}
+
+fn response_schema<'a>(doc: &'a Value, op: &'a Value, status: u16) -> &'a Value {
+    let response = op["responses"]
+        .get(status.to_string())
+        .unwrap_or_else(|| panic!("status {status} is not documented for {op}"));
+    &resolve(doc, response)["content"]["application/json"]["schema"]
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Checks `value` against `schema`; the first violation, with where it is.
+fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+    let schema = resolve(doc, schema);
+    let map = schema.as_object().expect("a schema is an object");
+    for keyword in map.keys() {
+        assert!(
+            [
+                "type",
+                "properties",
+                "required",
+                "additionalProperties",
+                "enum",
+                "minLength",
+                "maxLength",
+                "minimum",
+                "maximum",
+                "default",
+                "format",
+                "items",
+                "oneOf",
+                "description",
+            ]
+            .contains(&keyword.as_str()),
+            "the validator does not know the keyword {keyword:?} (at {at})"
+        );
+    }
+    if let Some(types) = map.get("type") {
+        let allowed: Vec<&str> = match types {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => panic!("bad type at {at}"),
+        };
+        let actual = type_name(value);
+        let widened = actual == "integer" && allowed.contains(&"number");
+        if !allowed.contains(&actual) && !widened {
+            return Err(format!("{at}: expected {allowed:?}, got {actual}"));
+        }
+    }
+    if let Some(Value::Array(options)) = map.get("enum")
+        && !options.contains(value)
+    {
+        return Err(format!("{at}: {value} is not one of {options:?}"));
+    }
+    if let Some(Value::Array(options)) = map.get("oneOf") {
+        let passing = options
+            .iter()
+            .filter(|o| validate(doc, o, value, at).is_ok())
+            .count();
+        if passing != 1 {
+            return Err(format!(
+                "{at}: {value} matches {passing} of oneOf, not exactly 1"
+            ));
+        }
+    }
+    if let Value::String(s) = value {
+        let chars = s.chars().count() as u64;
+        if map
+            .get("minLength")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| chars < m)
+        {
+            return Err(format!("{at}: shorter than minLength"));
+        }
+        if map
+            .get("maxLength")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| chars > m)
+        {
+            return Err(format!("{at}: longer than maxLength"));
+        }
+        let ok = match map.get("format").and_then(Value::as_str) {
+            None => true,
+            Some("date-time") => chrono::DateTime::parse_from_rfc3339(s).is_ok(),
+            Some("date") => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok(),
+            Some("uuid") => uuid::Uuid::parse_str(s).is_ok(),
+            Some("minor-units") => !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()),
+            Some("iso-4217") => Currency::parse(s).is_ok(),
+            Some(other) => panic!("unknown format {other:?} at {at}"),
+        };
+        if !ok {
+            return Err(format!("{at}: {s:?} is not a valid {}", map["format"]));
+        }
+    }
+    if let Some(n) = value.as_f64() {
+        if map
+            .get("minimum")
+            .and_then(Value::as_f64)
+            .is_some_and(|m| n < m)
+        {
+            return Err(format!("{at}: below minimum"));
+        }
+        if map
+            .get("maximum")
+            .and_then(Value::as_f64)
+            .is_some_and(|m| n > m)
+        {
+            return Err(format!("{at}: above maximum"));
+        }
+    }
+    if let Value::Object(fields) = value {
+        let properties = map.get("properties").and_then(Value::as_object);
+        for required in map
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = required.as_str().unwrap();
+            if !fields.contains_key(name) {
+                return Err(format!("{at}: the required field {name:?} is missing"));
+            }
+        }
+        for (name, field) in fields {
+            match properties.and_then(|p| p.get(name)) {
+                Some(property) => validate(doc, property, field, &format!("{at}.{name}"))?,
+                None if map.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                    return Err(format!("{at}: the field {name:?} is not in the document"));
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Value::Array(items), Some(schema)) = (value, map.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            validate(doc, schema, item, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The wallet document against the shipped adapter
+
+async fn adapter_exchanges() -> WalletServer {
+    let server = WalletServer::start(Fault::None).await;
+    server.add("oa-paid", "SUCCESS", 1200, "JPY");
+    let wallet = HttpWallet::new(HttpWalletConfig {
+        base_url: server.url.clone(),
+        token: Some("wallet-token".into()),
+        timeout: Duration::from_secs(2),
+    })
+    .unwrap();
+    let payment = wallet.payment("oa-paid").await.unwrap().unwrap();
+    assert!(wallet.payment("oa-never-seen").await.unwrap().is_none());
+    wallet.close("oa-never-seen").await.unwrap();
+    wallet.close("oa-paid").await.unwrap();
+    let order = RefundOrder {
+        refund_id: uuid::Uuid::new_v4(),
+        payment_request_id: "oa-paid".into(),
+        payment_id: payment.payment_id.clone(),
+        amount: Money::parse("1200", "JPY").unwrap(),
+    };
+    wallet.refund(&order).await.unwrap();
+    wallet.refund(&order).await.unwrap();
+    // TODO(lead, issue 10): once HttpWallet has `void`, call it here on an AUTHORIZED payment
+    // (server.add("oa-held", "AUTHORIZED", ..)); the loop in the test below then validates its
+    // request against voidAuthorization with no further change.
+    server
+}
+
+#[tokio::test]
+async fn the_adapter_sends_only_what_the_wallet_document_describes() {
+    let doc = document("wallet.yaml");
+    let server = adapter_exchanges().await;
+    let seen = server.seen();
+    assert!(seen.len() >= 6, "{seen:?}");
+    for request in &seen {
+        let op = operation(&doc, &request.method, &request.path);
+        assert_eq!(
+            request.authorization.as_deref(),
+            Some("Bearer wallet-token")
+        );
+        match (&request.body, op.get("requestBody")) {
+            (Some(body), Some(_)) => validate(&doc, request_schema(&doc, op), body, "body")
+                .unwrap_or_else(|e| panic!("{} {}: {e}", request.method, request.path)),
+            (None, None) => {}
+            (body, expected) => panic!(
+                "{} {}: body {body:?}, documented body {expected:?}",
+                request.method, request.path
+            ),
+        }
+    }
+    // The server's answers are the document's too, so the adapter was tested on true answers.
+    for (method, path, status, body) in server.answers() {
+        let op = operation(&doc, &method, &path);
+        validate(&doc, response_schema(&doc, op, status), &body, "answer")
+            .unwrap_or_else(|e| panic!("{method} {path} -> {status}: {e}"));
+    }
+}
+
+#[tokio::test]
+async fn a_request_field_the_document_lacks_fails_the_check() {
+    let doc = document("wallet.yaml");
+    let server = adapter_exchanges().await;
+    let refund = server
+        .seen()
+        .into_iter()
+        .find(|s| s.path == "/refunds")
+        .unwrap();
+    let op = operation(&doc, "POST", "/refunds");
+    let schema = request_schema(&doc, op);
+    let body = refund.body.unwrap();
+    assert_eq!(validate(&doc, schema, &body, "body"), Ok(()));
+
+    let mut extra = body.clone();
+    extra["note"] = json!("sent by a newer adapter");
+    let error = validate(&doc, schema, &extra, "body").unwrap_err();
+    assert!(error.contains("\"note\" is not in the document"), "{error}");
+
+    let mut nested = body.clone();
+    nested["amount"]["scale"] = json!(2);
+    assert!(validate(&doc, schema, &nested, "body").is_err());
+
+    let mut missing = body.clone();
+    missing.as_object_mut().unwrap().remove("refundId");
+    assert!(validate(&doc, schema, &missing, "body").is_err());
+
+    let mut retyped = body;
+    retyped["amount"]["value"] = json!(1200);
+    assert!(validate(&doc, schema, &retyped, "body").is_err());
+}
+
+#[tokio::test]
+async fn void_answers_of_a_contract_true_wallet_match_the_document() {
+    let doc = document("wallet.yaml");
+    let server = WalletServer::start(Fault::None).await;
+    server.add("oa-held", "AUTHORIZED", 500, "USD");
+    let body = json!({"voidId": uuid::Uuid::new_v4().to_string(), "paymentRequestId": "oa-held",
+                      "paymentId": "wallet-oa-held", "amount": {"value": "500", "currency": "USD"},
+                      "reason": "ALIPAY_PLUS_CANCEL"});
+    let op = operation(&doc, "POST", "/payments/oa-held/void");
+    validate(&doc, request_schema(&doc, op), &body, "body").unwrap();
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/payments/oa-held/void", server.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    validate(&doc, response_schema(&doc, op, 200), &answer, "answer").unwrap();
+    assert_eq!(answer["status"], "VOIDED");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The internal document against the running service
+
+const TOKEN: &str = "openapi-test-internal-token-0123456789";
+
+#[tokio::test]
+async fn the_internal_api_answers_as_its_document_says() {
+    let doc = document("internal.yaml");
+    let (_url, pool) = common::fresh_database().await;
+    let wallet_server = WalletServer::start(Fault::None).await;
+    // Never seen by the wallet: accepted (S) on the day it arrives, awaiting its outcome.
+    let wallet = HttpWallet::new(HttpWalletConfig {
+        base_url: wallet_server.url.clone(),
+        token: None,
+        timeout: Duration::from_secs(2),
+    })
+    .unwrap();
+    let mut settings = Settings::defaults();
+    settings.server.listen = "127.0.0.1:0".into();
+    settings.server.workers = 1;
+    settings.internal.listen = "127.0.0.1:0".into();
+    settings.internal.token = Some(Secret::new(TOKEN));
+    settings.alipayplus.verify_signatures = false;
+    settings.refunds.workers = 0;
+    let components = Components {
+        store: Store::new(pool),
+        wallet: Arc::new(wallet),
+        clock: Arc::new(SystemClock),
+    };
+    let application = Application::build(&settings, &components).unwrap();
+    let public = format!("http://127.0.0.1:{}", application.port());
+    let internal = format!("http://127.0.0.1:{}", application.internal_port());
+    let handle = application.shutdown_handle();
+    tokio::spawn(application.run_until_stopped());
+    let http = reqwest::Client::new();
+    let cancel = http
+        .post(format!("{public}{}", settings.cancel_path()))
+        .header("content-type", "application/json; charset=UTF-8")
+        .body(
+            json!({"acquirerId": common::ACQUIRER_ID, "pspId": settings.alipayplus.psp_id,
+                   "paymentRequestId": "oa-cancelled"})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 200);
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Etc::GMTMinus8)
+        .date_naive();
+
+    let calls = [
+        ("GET", "/healthz".to_owned()),
+        ("GET", "/readyz".to_owned()),
+        ("GET", "/v1/cancellations/oa-cancelled".to_owned()),
+        ("GET", "/v1/cancellations/oa-never".to_owned()),
+        ("GET", "/v1/cancellations?state=awaiting_outcome".to_owned()),
+        ("GET", "/v1/cancellations?state=bogus".to_owned()),
+        ("POST", "/v1/cancellations/oa-cancelled/nudge".to_owned()),
+        ("POST", "/v1/cancellations/oa-cancelled/requeue".to_owned()),
+        ("GET", format!("/v1/settlement-report?date={today}")),
+        ("GET", "/v1/settlement-report?date=yesterday".to_owned()),
+    ];
+    let mut checked = 0;
+    for (method, target) in calls {
+        let request = match method {
+            "GET" => http.get(format!("{internal}{target}")),
+            _ => http.post(format!("{internal}{target}")),
+        };
+        let response = request.bearer_auth(TOKEN).send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        let path = target.split('?').next().unwrap();
+        let op = operation(&doc, method, path);
+        validate(&doc, response_schema(&doc, op, status), &body, "answer")
+            .unwrap_or_else(|e| panic!("{method} {target} -> {status}: {e}\n{body}"));
+        if target.starts_with("/v1/settlement-report?date=2")
+            || target.ends_with("state=awaiting_outcome")
+        {
+            let body = body.get("cancellations").unwrap_or(&body);
+            assert_eq!(body[0]["paymentRequestId"], "oa-cancelled", "{body}");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 10);
+    handle.stop().await;
+}
