@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod cancel_states;
+mod chaos;
 mod db_faults;
 mod demo_wallet;
 mod engine;
