@@ -217,7 +217,7 @@ fn settings() -> Settings {
     s.refunds.backoff_max_ms = 50;
     s.refunds.max_attempts = 1000;
     s.refunds.lease_seconds = 1;
-    s.wallet.timeout_ms = 200;
+    s.wallet.timeout_ms = 1500;
     s
 }
 
@@ -238,7 +238,7 @@ pub async fn run_history(seed: u64, payments: usize) -> Result<HistoryStats, Str
         rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0x5eed)),
         faults_on: true.into(),
         faults: AtomicU64::new(0),
-        slow: Duration::from_millis(250),
+        slow: Duration::from_millis(1200),
     });
     let store_direct = Store::new(db.pool.clone());
     let store_proxied =
