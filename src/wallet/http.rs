@@ -371,7 +371,8 @@ impl Wallet for HttpWallet {
             }
             StatusCode::NOT_FOUND => {
                 let body = self.body(OP, response).await?;
-                match serde_json::from_slice::<WireNotFound>(&body) {
+                // Through `decode`: serde alone would also read `["PAYMENT_NOT_FOUND"]`.
+                match self.decode::<WireNotFound>(OP, &body) {
                     Ok(WireNotFound { code }) if code == PAYMENT_NOT_FOUND => Ok(None),
                     _ => Err(WalletError::BadAnswer(format!(
                         "{OP}: HTTP 404 without the contract's {{\"code\":\"{PAYMENT_NOT_FOUND}\"}} \
