@@ -128,6 +128,8 @@ impl Application {
     /// Binds `server.listen` and `internal.listen` (port 0 picks a free port) and prepares the
     /// servers and the engine. Nothing runs until [`Application::run_until_stopped`].
     pub fn build(settings: &Settings, components: &Components) -> anyhow::Result<Self> {
+        // Library users and tests build from hand-made settings: the same checks as a load.
+        settings.validate()?;
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let port = listener.local_addr()?.port();
@@ -142,6 +144,7 @@ impl Application {
             security,
             cancel_path: settings.cancel_path(),
             max_body_bytes: settings.server.max_body_bytes,
+            body_timeout: Duration::from_millis(settings.server.body_timeout_ms),
             max_in_flight: settings.server.max_in_flight,
             in_flight: AtomicUsize::new(0),
         });
@@ -175,7 +178,7 @@ impl Application {
         let internal_state = web::Data::new(InternalState {
             store: components.store.clone(),
             clock: components.clock.clone(),
-            token: settings.internal.token.clone(),
+            token: settings.internal_token().cloned(),
             wake: service.work_ready(),
             metrics: metrics.clone(),
         });

@@ -2,10 +2,11 @@
 
 use crate::app::{self, Application, Components};
 use crate::config::Settings;
-use crate::domain::{Money, PaymentStatus};
+use crate::domain::{CancellationState, Money, PaymentStatus};
 use crate::guard::Guard;
 use crate::protocol::keys::{GeneratedKeyPair, parse_private_key, parse_public_key};
 use crate::sim::{SimRequest, send_cancel};
+use crate::store::RequeueSelection;
 use crate::wallet::demo::{DemoWallet, NewDemoPayment};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -41,8 +42,22 @@ pub enum Command {
     Migrate,
     /// Show what is stored for a paymentRequestId (state, refund, attempts), as JSON.
     Show { payment_request_id: String },
-    /// Put a cancellation in manual_review back to work, with fresh attempts.
-    Requeue { payment_request_id: String },
+    /// Put cancellations in manual_review back to work, with fresh attempts: one by id, or all
+    /// of a state (`--state manual_review`, optionally `--since`) after an outage.
+    Requeue {
+        /// The one cancellation to requeue.
+        #[arg(required_unless_present = "state", conflicts_with = "state")]
+        payment_request_id: Option<String>,
+        /// Requeue every cancellation in this state (only manual_review can be requeued).
+        #[arg(long)]
+        state: Option<String>,
+        /// With --state: only rows that went to that state at or after this time (RFC 3339).
+        #[arg(long, requires = "state")]
+        since: Option<DateTime<Utc>>,
+        /// With --state: count (and list the first ids) without changing anything.
+        #[arg(long, requires = "state")]
+        dry_run: bool,
+    },
     /// List a settlement day's cancellations (T in cancel.timezone) for the clearing job.
     Report {
         /// The settlement day, YYYY-MM-DD.
@@ -324,7 +339,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => anyhow::bail!("no cancellation for {payment_request_id:?}"),
             }
         }
-        Command::Requeue { payment_request_id } => {
+        Command::Requeue {
+            payment_request_id: None,
+            state: Some(state),
+            since,
+            dry_run,
+        } => {
+            let state: CancellationState = state.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let selection = RequeueSelection::new(state, since)?;
+            let store = app::connect(&settings)?;
+            let done = store
+                .requeue_bulk(selection, Utc::now(), "cli", dry_run)
+                .await?;
+            if dry_run {
+                say!("{} cancellations in {state} would be requeued", done.count);
+                for id in &done.sample {
+                    say!("{id}");
+                }
+                if done.count > done.sample.len() as u64 {
+                    say!("... (the first {} shown)", done.sample.len());
+                }
+            } else {
+                say!("requeued {} cancellations from {state}", done.count);
+            }
+            Ok(())
+        }
+        Command::Requeue {
+            payment_request_id, ..
+        } => {
+            let payment_request_id =
+                payment_request_id.context("a paymentRequestId or --state is required")?;
             let store = app::connect(&settings)?;
             match store
                 .requeue(&payment_request_id, Utc::now(), "cli")

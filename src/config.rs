@@ -47,6 +47,10 @@ pub struct ServerSettings {
     pub base_path: String,
     /// Larger request bodies are refused with PARAM_ILLEGAL before being read in full.
     pub max_body_bytes: usize,
+    /// How long a request's body may take to arrive once its head is in. A body still incomplete
+    /// then is dropped (answer U/UNKNOWN_EXCEPTION: a transport fault, Alipay+ retries); a body
+    /// that has not fully arrived never holds one of the `max_in_flight` places.
+    pub body_timeout_ms: u64,
     /// Past this many cancels in flight, answer U/REQUEST_TRAFFIC_EXCEED_LIMIT at once (0: off).
     pub max_in_flight: usize,
     /// HTTP worker threads (0: one per core).
@@ -56,7 +60,8 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct InternalSettings {
     pub listen: String,
-    /// Bearer token for the internal API's writes; unset: writes are refused.
+    /// Bearer token for every `/v1` route of the internal API, reads included; unset or empty:
+    /// `/v1` is refused. At least [`MIN_INTERNAL_TOKEN_CHARS`] characters.
     pub token: Option<Secret>,
 }
 
@@ -136,7 +141,18 @@ pub enum SettingsError {
     Window(#[from] WindowConfigError),
     #[error("server.base_path {0:?} must start with '/' and not end with '/'")]
     BasePath(String),
+    #[error(
+        "internal.token is {0} characters long: it must be at least {MIN_INTERNAL_TOKEN_CHARS} \
+         (e.g. `openssl rand -hex 32`), or unset to refuse the internal API's /v1 routes"
+    )]
+    InternalTokenTooShort(usize),
+    #[error("server.body_timeout_ms must be greater than zero")]
+    BodyTimeout,
 }
+
+/// The shortest internal token accepted: a guessable token on the internal API would let anyone
+/// on that network read cancellations and requeue refunds.
+pub const MIN_INTERNAL_TOKEN_CHARS: usize = 32;
 
 impl Settings {
     /// Loads the layered configuration from `dir` (usually `config/`).
@@ -173,7 +189,25 @@ impl Settings {
         if !base.is_empty() && (!base.starts_with('/') || base.ends_with('/')) {
             return Err(SettingsError::BasePath(base.clone()));
         }
+        if let Some(token) = self.internal_token() {
+            let chars = token.expose().chars().count();
+            if chars < MIN_INTERNAL_TOKEN_CHARS {
+                return Err(SettingsError::InternalTokenTooShort(chars));
+            }
+        }
+        if self.server.body_timeout_ms == 0 {
+            return Err(SettingsError::BodyTimeout);
+        }
         Ok(())
+    }
+
+    /// `internal.token`, where an empty value (e.g. `MPP_CANCEL__INTERNAL__TOKEN=`) counts as
+    /// unset: an empty token would be matched by an empty Authorization header.
+    pub fn internal_token(&self) -> Option<&Secret> {
+        self.internal
+            .token
+            .as_ref()
+            .filter(|t| !t.expose().is_empty())
     }
 
     pub fn cancel_window(&self) -> Result<CancellationWindow, WindowConfigError> {
@@ -192,6 +226,7 @@ fn defaults(b: Builder) -> Result<Builder, config::ConfigError> {
     b.set_default("server.listen", "127.0.0.1:8080")?
         .set_default("server.base_path", "/aps/api")?
         .set_default("server.max_body_bytes", 8192)?
+        .set_default("server.body_timeout_ms", 5000)?
         .set_default("server.max_in_flight", 1024)?
         .set_default("server.workers", 0)?
         .set_default("internal.listen", "127.0.0.1:8081")?
@@ -230,6 +265,23 @@ mod tests {
         assert!(s.alipayplus.verify_signatures);
         assert_eq!(s.wallet.kind, WalletKind::Demo);
         assert_eq!(s.cancel_window().unwrap(), CancellationWindow::default());
+    }
+
+    #[test]
+    fn an_empty_internal_token_is_no_token_and_a_short_one_is_refused() {
+        let mut s = Settings::defaults();
+        assert!(s.validate().is_ok(), "no token: fine, /v1 is refused");
+        s.internal.token = Some(Secret::new(""));
+        assert!(s.validate().is_ok());
+        assert_eq!(s.internal_token(), None);
+        s.internal.token = Some(Secret::new("change-me"));
+        let error = s.validate().unwrap_err();
+        assert!(matches!(error, SettingsError::InternalTokenTooShort(9)));
+        assert!(error.to_string().contains("at least 32"), "{error}");
+        assert!(!error.to_string().contains("change-me"), "{error}");
+        s.internal.token = Some(Secret::new("x".repeat(32)));
+        assert!(s.validate().is_ok());
+        assert!(s.internal_token().is_some());
     }
 
     #[test]

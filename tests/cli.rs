@@ -43,7 +43,7 @@ async fn keys_generate_then_a_signed_cancel_through_the_simulator() {
     .execute(&pool)
     .await
     .unwrap();
-    let internal_token = "internal-token-do-not-log";
+    let internal_token = "internal-token-do-not-log-0123456789";
     let wallet_token = "wallet-token-do-not-log";
     let service = ServiceProcess::start(
         &db_url,
@@ -162,4 +162,120 @@ async fn signatures_off_is_announced_loudly() {
         "{}",
         service.log_text()
     );
+}
+
+#[test]
+fn a_short_internal_token_refuses_to_start_with_a_clear_message() {
+    let (ok, _, stderr) = run_cli(
+        &["serve"],
+        &[
+            // Nothing listens there: were the token accepted, serve would fail on the database.
+            (
+                "DATABASE_URL",
+                "postgres://nobody@127.0.0.1:1/nothing".into(),
+            ),
+            ("MPP_CANCEL__INTERNAL__TOKEN", "change-me".into()),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("internal.token") && stderr.contains("at least 32"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("change-me"),
+        "the token is not printed: {stderr}"
+    );
+}
+
+/// Inserts a manual_review cancellation that went there `minutes_ago`.
+async fn in_manual_review(pool: &sqlx::PgPool, id: &str, minutes_ago: i32) {
+    sqlx::query(
+        "INSERT INTO cancellations (payment_request_id, acquirer_id, psp_id, state, result_code,
+                                    result_status, response_body, settlement_date, requested_at,
+                                    updated_at, last_error)
+         VALUES ($1, 'a', 'p', 'manual_review', 'SUCCESS', 'S', convert_to('{}', 'UTF8'),
+                 current_date, now() - interval '1 day',
+                 now() - make_interval(mins => $2), 'wallet down')",
+    )
+    .bind(id)
+    .bind(minutes_ago)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+async fn state_of(pool: &sqlx::PgPool, id: &str) -> String {
+    sqlx::query_scalar("SELECT state FROM cancellations WHERE payment_request_id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn requeue_in_bulk_by_state_and_time_with_a_dry_run() {
+    let (db_url, pool) = fresh_database().await;
+    in_manual_review(&pool, "outage-a", 30).await;
+    in_manual_review(&pool, "outage-b", 20).await;
+    in_manual_review(&pool, "long-ago", 600).await;
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let env = [("DATABASE_URL", db_url.clone())];
+
+    let (ok, stdout, stderr) = run_cli(
+        &[
+            "requeue",
+            "--state",
+            "manual_review",
+            "--since",
+            &since,
+            "--dry-run",
+        ],
+        &env,
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("2 cancellations in manual_review would be requeued"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("outage-a\noutage-b\n"),
+        "the ids, oldest first: {stdout}"
+    );
+    assert_eq!(
+        state_of(&pool, "outage-a").await,
+        "manual_review",
+        "dry: nothing changed"
+    );
+
+    let (ok, stdout, stderr) = run_cli(
+        &["requeue", "--state", "manual_review", "--since", &since],
+        &env,
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("requeued 2 cancellations"), "{stdout}");
+    for id in ["outage-a", "outage-b"] {
+        assert_eq!(state_of(&pool, id).await, "awaiting_outcome");
+    }
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE event = 'requeued' AND detail->>'by' = 'cli'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, 2, "one audit event per requeued row");
+    assert_eq!(state_of(&pool, "long-ago").await, "manual_review");
+
+    // One id still works, and only other states are refused.
+    let (ok, stdout, stderr) = run_cli(&["requeue", "long-ago"], &env);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("long-ago: requeued as awaiting_outcome"),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = run_cli(&["requeue", "--state", "refunded"], &env);
+    assert!(!ok);
+    assert!(stderr.contains("only manual_review"), "{stderr}");
+    let (ok, _, _) = run_cli(&["requeue"], &env);
+    assert!(!ok, "an id or --state is required");
 }

@@ -40,15 +40,19 @@ async fn payment(
     }
     match ledger.payments.lock().unwrap().get(id.as_str()) {
         Some(p) => HttpResponse::Ok().json(p),
-        None => HttpResponse::NotFound().finish(),
+        None => HttpResponse::NotFound().json(json!({"code": "PAYMENT_NOT_FOUND"})),
     }
 }
 
-async fn close(req: HttpRequest, _id: web::Path<String>) -> HttpResponse {
+async fn close(req: HttpRequest, id: web::Path<String>, ledger: web::Data<Ledger>) -> HttpResponse {
     if !authorized(&req) {
         return HttpResponse::Unauthorized().finish();
     }
-    HttpResponse::Ok().json(json!({"status": "ALREADY_SUCCEEDED"}))
+    // The contract: an id the ledger never saw is closed (and refused by a later pay).
+    match ledger.payments.lock().unwrap().contains_key(id.as_str()) {
+        true => HttpResponse::Ok().json(json!({"status": "ALREADY_SUCCEEDED"})),
+        false => HttpResponse::Ok().json(json!({"status": "CLOSED"})),
+    }
 }
 
 async fn refund(
@@ -155,4 +159,59 @@ async fn a_cancel_sent_with_curl_is_refunded_at_the_wallet_server() {
     .await
     .unwrap();
     assert_eq!(reference.as_deref(), Some("LEDGER-1"));
+}
+
+/// A wallet.base_url that reaches a server, but not the wallet: every path is a plain 404.
+/// "Unknown" is only the contract's 404 body, so the cancel is answered U and nothing is stored,
+/// where a bare 404 used to read as "never seen" and answer S.
+#[tokio::test]
+async fn a_misrouted_wallet_answers_u_never_s() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let wallet_url = format!("http://{}/wrong-prefix", listener.local_addr().unwrap());
+    let server = HttpServer::new(|| {
+        App::new().default_service(web::to(|| async {
+            HttpResponse::NotFound()
+                .content_type("text/html")
+                .body("<html><body>404 Not Found</body></html>")
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+
+    let (db_url, pool) = fresh_database().await;
+    let service = ServiceProcess::start(
+        &db_url,
+        &[
+            ("MPP_CANCEL__WALLET__KIND", "http".into()),
+            ("MPP_CANCEL__WALLET__BASE_URL", wallet_url),
+        ],
+    );
+    service.wait_until_up().await;
+
+    let body =
+        json!({"acquirerId": ACQUIRER_ID, "pspId": PSP_ID, "paymentRequestId": "misrouted-1"});
+    let answer: Value = reqwest::Client::new()
+        .post(service.cancel_url())
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["result"]["resultStatus"], "U", "{answer}");
+    assert_eq!(
+        answer["result"]["resultCode"], "UNKNOWN_EXCEPTION",
+        "{answer}"
+    );
+    let decided: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM cancellations WHERE result_status IN ('S', 'F')")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(decided, 0, "nothing decided");
 }

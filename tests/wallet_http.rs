@@ -360,10 +360,32 @@ async fn unknown_fields_in_a_payment_are_ignored() {
 }
 
 #[tokio::test]
-async fn a_404_lookup_is_an_unknown_payment() {
-    let server = Server::always(Reply::json(404, json!({"error": "not found"}))).await;
+async fn a_404_lookup_with_the_contract_body_is_an_unknown_payment() {
+    let server = Server::always(Reply::json(
+        404,
+        json!({"code": "PAYMENT_NOT_FOUND", "message": "never seen"}),
+    ))
+    .await;
     assert_eq!(wallet(&server).payment("PR-404").await.unwrap(), None);
     assert_eq!(server.only_request().target, "/payments/PR-404");
+}
+
+#[tokio::test]
+async fn any_other_404_lookup_is_an_error_never_unknown() {
+    // What a wrong base_url or a proxy answers: a misrouted wallet must give U, never S.
+    for body in [
+        String::new(),
+        "Not Found".to_owned(),
+        "<html><body>404 Not Found</body></html>".to_owned(),
+        json!({"error": "not found"}).to_string(),
+        json!({"code": "NOT_FOUND"}).to_string(),
+        json!({"code": "payment_not_found"}).to_string(),
+        json!({"code": null}).to_string(),
+        json!(["PAYMENT_NOT_FOUND"]).to_string(),
+    ] {
+        let server = Server::always(Reply::new(404, body.clone())).await;
+        assert_bad_answer(wallet(&server).payment("PR-404").await, &body);
+    }
 }
 
 #[tokio::test]
@@ -404,10 +426,16 @@ async fn other_statuses_are_transient_bad_answers() {
 
 #[tokio::test]
 async fn a_404_outside_the_lookup_is_transient_not_unknown() {
-    let server = Server::always(Reply::new(404, "")).await;
-    let wallet = wallet(&server);
-    assert_bad_answer(wallet.close("PR-1").await, "close 404");
-    assert_bad_answer(wallet.refund(&order()).await, "refund 404");
+    // Even with the lookup's body: closing an unknown id answers CLOSED by contract.
+    for body in [
+        String::new(),
+        json!({"code": "PAYMENT_NOT_FOUND"}).to_string(),
+    ] {
+        let server = Server::always(Reply::new(404, body.clone())).await;
+        let wallet = wallet(&server);
+        assert_bad_answer(wallet.close("PR-1").await, &format!("close 404 {body}"));
+        assert_bad_answer(wallet.refund(&order()).await, &format!("refund 404 {body}"));
+    }
 }
 
 #[tokio::test]
@@ -685,16 +713,10 @@ async fn refund_sends_the_contract_body_and_reads_each_status() {
             },
         ),
         (
-            json!({"status": "SUCCEEDED"}),
+            json!({"status": "SUCCEEDED", "reference": null, "message": null,
+                   "amount": {"value": "1500", "currency": "JPY"}}),
             RefundOutcome::Succeeded {
-                amount: None,
-                reference: None,
-            },
-        ),
-        (
-            json!({"status": "SUCCEEDED", "reference": null, "amount": null, "message": null}),
-            RefundOutcome::Succeeded {
-                amount: None,
+                amount: Some(jpy(1500)),
                 reference: None,
             },
         ),
@@ -758,6 +780,10 @@ async fn a_refusal_without_a_message_still_has_a_reason() {
 #[tokio::test]
 async fn refund_answers_outside_the_contract_are_bad_answers() {
     let cases = [
+        // SUCCEEDED must say what was refunded (also on a deduplicated repeat).
+        json!({"status": "SUCCEEDED"}),
+        json!({"status": "SUCCEEDED", "reference": "RF-9"}),
+        json!({"status": "SUCCEEDED", "amount": null}),
         json!({"status": "DONE"}),
         json!({"status": "succeeded"}),
         json!({"reference": "RF-9"}),
@@ -775,13 +801,69 @@ async fn refund_answers_outside_the_contract_are_bad_answers() {
 }
 
 #[tokio::test]
+async fn wallet_identifiers_that_cannot_be_stored_are_bad_answers() {
+    let long = "R".repeat(129);
+    for bad in [
+        "PAY\u{0}1",
+        "PAY\n1",
+        "PAY\u{1b}1",
+        "PAY\u{85}1",
+        long.as_str(),
+    ] {
+        let mut body = payment_body("PR-1", "SUCCESS");
+        body["paymentId"] = json!(bad);
+        let server = Server::always(Reply::json(200, body)).await;
+        assert_bad_answer(wallet(&server).payment("PR-1").await, bad);
+
+        let server = Server::always(Reply::json(
+            200,
+            json!({"status": "SUCCEEDED", "reference": bad,
+                   "amount": {"value": "1500", "currency": "JPY"}}),
+        ))
+        .await;
+        assert_bad_answer(wallet(&server).refund(&order()).await, bad);
+    }
+    // At the limit: accepted as sent.
+    let fits = "R".repeat(128);
+    let mut body = payment_body("PR-1", "SUCCESS");
+    body["paymentId"] = json!(fits);
+    let server = Server::always(Reply::json(200, body)).await;
+    let payment = wallet(&server).payment("PR-1").await.unwrap().unwrap();
+    assert_eq!(payment.payment_id, fits);
+}
+
+#[tokio::test]
+async fn a_refusal_message_is_cleaned_so_it_can_be_stored() {
+    let server = Server::always(Reply::json(
+        200,
+        json!({"status": "FAILED", "message": "account\u{0}closed\nsee\u{1b}[31m ops"}),
+    ))
+    .await;
+    match wallet(&server).refund(&order()).await.unwrap() {
+        RefundOutcome::Failed { reason } => {
+            assert!(!reason.chars().any(char::is_control), "{reason:?}");
+            assert!(reason.starts_with("account closed see"), "{reason:?}");
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn retries_send_the_same_refund_id_and_body() {
     // As the engine would: a 500, a timeout, a PENDING, then the answer.
     let server = Server::start(|_, index| match index {
         0 => Reply::new(500, "try later"),
-        1 => Reply::json(200, json!({"status": "SUCCEEDED"})).delayed(Duration::from_secs(2)),
+        1 => Reply::json(
+            200,
+            json!({"status": "SUCCEEDED", "amount": {"value": "1500", "currency": "JPY"}}),
+        )
+        .delayed(Duration::from_secs(2)),
         2 => Reply::json(200, json!({"status": "PENDING"})),
-        _ => Reply::json(200, json!({"status": "SUCCEEDED", "reference": "RF-1"})),
+        _ => Reply::json(
+            200,
+            json!({"status": "SUCCEEDED", "reference": "RF-1",
+                   "amount": {"value": "1500", "currency": "JPY"}}),
+        ),
     })
     .await;
     let wallet = wallet_at(&server.url(), Some(TOKEN), Duration::from_millis(300));
@@ -798,7 +880,7 @@ async fn retries_send_the_same_refund_id_and_body() {
     assert_eq!(
         wallet.refund(&order).await.unwrap(),
         RefundOutcome::Succeeded {
-            amount: None,
+            amount: Some(jpy(1500)),
             reference: Some("RF-1".to_owned())
         }
     );

@@ -1,5 +1,16 @@
-//! `POST {base_path}/v1/payments/cancelPayment`: checks the envelope (media type, size), parses
-//! the body strictly and hands the request to the [`CancelService`](crate::cancel::CancelService).
+//! `POST {base_path}/v1/payments/cancelPayment`: checks the envelope (media type, size, how long
+//! the body takes), parses the body strictly and hands the request to the
+//! [`CancelService`](crate::cancel::CancelService).
+//!
+//! The order matters for load shedding: the body is read first, within `server.body_timeout_ms`,
+//! and only a request whose body is in takes one of the `server.max_in_flight` places. A client
+//! that sends a head and then trickles (or never sends) its body costs a connection and a timer,
+//! never a place an honest cancel needs.
+//!
+//! A body that does not arrive in time is answered `U`/UNKNOWN_EXCEPTION (signed, HTTP 200),
+//! not `F`/PARAM_ILLEGAL: nothing is known to be wrong with the request, only its transport was
+//! too slow, and `F` is final for Alipay+ while `U` makes it retry. Nothing is stored, so the
+//! retry is decided afresh.
 
 use super::{PublicState, respond, send};
 use crate::protocol::{CancelPaymentRequest, ResultCode};
@@ -12,25 +23,37 @@ pub(super) async fn handle(
     payload: web::Payload,
     state: web::Data<PublicState>,
 ) -> HttpResponse {
-    let Some(_in_flight) = state.admit() else {
-        return respond(&req, ResultCode::RequestTrafficExceedLimit, None);
-    };
     if !is_json(&req) {
         return respond(&req, ResultCode::MediaTypeNotAcceptable, None);
     }
-    let body = match read_body(&req, payload, state.max_body_bytes).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => {
+    let read = read_body(&req, payload, state.max_body_bytes);
+    let body = match tokio::time::timeout(state.body_timeout, read).await {
+        Err(_elapsed) => {
+            let timeout_ms = u64::try_from(state.body_timeout.as_millis()).unwrap_or(u64::MAX);
+            tracing::warn!(
+                path = req.path(),
+                timeout_ms,
+                "request body did not arrive in time"
+            );
+            let message = format!("the request body did not arrive within {timeout_ms} ms");
+            return respond(&req, ResultCode::UnknownException, Some(&message));
+        }
+        Ok(Ok(body)) => body,
+        Ok(Err(BodyError::TooLarge)) => {
             let message = format!("the request body exceeds {} bytes", state.max_body_bytes);
             return respond(&req, ResultCode::ParamIllegal, Some(&message));
         }
-        Err(BodyError::Broken) => {
+        Ok(Err(BodyError::Broken)) => {
             return respond(
                 &req,
                 ResultCode::ParamIllegal,
                 Some("the request body could not be read"),
             );
         }
+    };
+    // Only now, with the whole body in, does the request take a place among those in flight.
+    let Some(_in_flight) = state.admit() else {
+        return respond(&req, ResultCode::RequestTrafficExceedLimit, None);
     };
     if let Err(refused) = state.security.authenticate(&req, &body) {
         tracing::warn!(

@@ -7,22 +7,27 @@
 //! | GET  | /readyz | a writable database answers and the migrations are applied (503 with the reason otherwise) |
 //! | GET  | /metrics | Prometheus metrics |
 //! | GET  | /v1/cancellations/{id} | `{"cancelled": bool, "cancellation": {...}}` or 404 |
-//! | GET  | /v1/cancellations?state=manual_review&limit=100 | list by state |
+//! | GET  | /v1/cancellations?state=manual_review&limit=100&cursor=... | one page by state, `nextCursor` |
 //! | POST | /v1/cancellations/{id}/nudge | work on it now (the payment's outcome changed) |
 //! | POST | /v1/cancellations/{id}/requeue | a `manual_review` row back to work |
+//! | POST | /v1/cancellations/requeue | `{"state":"manual_review","since"?,"dryRun"?}`: in bulk |
 //! | GET  | /v1/settlement-report?date=YYYY-MM-DD&format=csv\|json | a settlement day's cancellations |
 //!
-//! Writes need `Authorization: Bearer {internal.token}`; with no token configured they are
-//! refused.
+//! Every `/v1` route, reads included (they say which payments were cancelled and when), needs
+//! `Authorization: Bearer {internal.token}`; with no token configured (or an empty one) `/v1`
+//! is refused. Health and metrics stay open for probes and scrapers.
 
 use crate::config::Secret;
 use crate::domain::{CancellationState, Clock};
 use crate::guard::Guard;
 use crate::metrics::Metrics;
 use crate::report;
-use crate::store::{Nudged, Store};
+use crate::store::{ListCursor, Nudged, RequeueSelection, Store};
+use actix_web::dev::Service;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use futures_util::future::{Either, ready};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -31,6 +36,7 @@ use tokio::sync::Notify;
 pub struct InternalState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
+    /// Guards every `/v1` route; None (also for an empty configured token): `/v1` is refused.
     pub token: Option<Secret>,
     /// Wakes this process's refund engine after a nudge or requeue.
     pub wake: Arc<Notify>,
@@ -38,15 +44,27 @@ pub struct InternalState {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<InternalState>) {
+    let guarded = state.clone();
     cfg.app_data(state)
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
-        .route("/v1/cancellations", web::get().to(list))
-        .route("/v1/cancellations/{id}", web::get().to(show))
-        .route("/v1/cancellations/{id}/nudge", web::post().to(nudge))
-        .route("/v1/cancellations/{id}/requeue", web::post().to(requeue))
-        .route("/v1/settlement-report", web::get().to(settlement_report));
+        .service(
+            // One gate in front of the whole scope, so a route added later cannot forget it.
+            web::scope("/v1")
+                .wrap_fn(
+                    move |req, srv| match refuse_unauthorized(req.request(), &guarded) {
+                        Some(refused) => Either::Left(ready(Ok(req.into_response(refused)))),
+                        None => Either::Right(srv.call(req)),
+                    },
+                )
+                .route("/cancellations", web::get().to(list))
+                .route("/cancellations/requeue", web::post().to(requeue_bulk))
+                .route("/cancellations/{id}", web::get().to(show))
+                .route("/cancellations/{id}/nudge", web::post().to(nudge))
+                .route("/cancellations/{id}/requeue", web::post().to(requeue))
+                .route("/settlement-report", web::get().to(settlement_report)),
+        );
 }
 
 async fn healthz() -> HttpResponse {
@@ -107,19 +125,40 @@ async fn show(id: web::Path<String>, state: web::Data<InternalState>) -> HttpRes
     }
 }
 
+/// A page holds this many rows unless `limit` says otherwise...
+const DEFAULT_PAGE: i64 = 100;
+/// ...and never more than this: a page is one bounded index scan and one bounded answer.
+const MAX_PAGE: i64 = 1000;
+
 #[derive(Deserialize)]
 struct ListQuery {
     state: String,
     limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
+    cursor: Option<String>,
 }
 
 async fn list(query: web::Query<ListQuery>, state: web::Data<InternalState>) -> HttpResponse {
     let Ok(wanted) = query.state.parse::<CancellationState>() else {
         return bad_request(format!("unknown state {:?}", query.state));
     };
-    let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
-    match state.store.in_state(wanted, limit).await {
-        Ok(rows) => HttpResponse::Ok().json(json!({"cancellations": rows})),
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if limit < 1 {
+        return bad_request("limit must be at least 1");
+    }
+    let limit = limit.min(MAX_PAGE);
+    let cursor = match query.cursor.as_deref() {
+        None => None,
+        Some(text) => match ListCursor::decode(text) {
+            Some(cursor) => Some(cursor),
+            None => return bad_request("cursor is not a nextCursor this API returned"),
+        },
+    };
+    match state.store.in_state(wanted, cursor.as_ref(), limit).await {
+        Ok(page) => HttpResponse::Ok().json(json!({
+            "cancellations": page.cancellations,
+            "nextCursor": page.next.map(|c| c.encode()),
+        })),
         Err(e) => unavailable(e),
     }
 }
@@ -151,14 +190,7 @@ async fn nudge(
     }
 }
 
-async fn requeue(
-    req: HttpRequest,
-    id: web::Path<String>,
-    state: web::Data<InternalState>,
-) -> HttpResponse {
-    if let Some(refused) = refuse_unauthorized(&req, &state) {
-        return refused;
-    }
+async fn requeue(id: web::Path<String>, state: web::Data<InternalState>) -> HttpResponse {
     match state
         .store
         .requeue(&id, state.clock.now(), "internal-api")
@@ -170,6 +202,50 @@ async fn requeue(
         }
         Ok(None) => HttpResponse::Conflict()
             .json(json!({"error": "no cancellation in manual_review with this paymentRequestId"})),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BulkRequeueRequest {
+    state: String,
+    /// Only rows that went to manual_review at or after this instant (RFC 3339).
+    since: Option<DateTime<Utc>>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// After an outage sent many rows to manual_review: all of them (or those since a time) back to
+/// work in one call, or with `dryRun` only counted (and the first ids listed).
+async fn requeue_bulk(body: web::Bytes, state: web::Data<InternalState>) -> HttpResponse {
+    let request: BulkRequeueRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return bad_request(format!("body: {e}")),
+    };
+    let Ok(wanted) = request.state.parse::<CancellationState>() else {
+        return bad_request(format!("unknown state {:?}", request.state));
+    };
+    let selection = match RequeueSelection::new(wanted, request.since) {
+        Ok(selection) => selection,
+        Err(refused) => return bad_request(refused.to_string()),
+    };
+    let now = state.clock.now();
+    match state
+        .store
+        .requeue_bulk(selection, now, "internal-api", request.dry_run)
+        .await
+    {
+        Ok(done) => {
+            if !request.dry_run && done.count > 0 {
+                state.wake.notify_one();
+            }
+            let mut answer = json!({"dryRun": request.dry_run, "count": done.count});
+            if request.dry_run {
+                answer["paymentRequestIds"] = json!(done.sample);
+            }
+            HttpResponse::Ok().json(answer)
+        }
         Err(e) => unavailable(e),
     }
 }
@@ -203,12 +279,13 @@ async fn settlement_report(
     }
 }
 
-/// Writes need the bearer token (compared in constant time): the refusal, if any.
+/// Every `/v1` route needs the bearer token (compared in constant time): the refusal, if any.
 fn refuse_unauthorized(req: &HttpRequest, state: &InternalState) -> Option<HttpResponse> {
-    let Some(token) = &state.token else {
+    // An empty token is no token: it would match an empty (or absent) Authorization header.
+    let Some(token) = state.token.as_ref().filter(|t| !t.expose().is_empty()) else {
         return Some(
             HttpResponse::Forbidden()
-                .json(json!({"error": "internal.token is not configured: writes are disabled"})),
+                .json(json!({"error": "internal.token is not configured: /v1 is disabled"})),
         );
     };
     let presented = req

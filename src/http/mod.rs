@@ -20,8 +20,11 @@ pub struct PublicState {
     pub security: MessageSecurity,
     pub cancel_path: String,
     pub max_body_bytes: usize,
+    /// How long a body may take to arrive (`server.body_timeout_ms`).
+    pub body_timeout: std::time::Duration,
     /// Past this many cancels in flight, answer REQUEST_TRAFFIC_EXCEED_LIMIT at once (0: no
-    /// limit) rather than queue into Alipay+'s 8-second timeout.
+    /// limit) rather than queue into Alipay+'s 8-second timeout. Only requests whose body is in
+    /// count: a flood of bodies trickling in must not crowd out honest cancels.
     pub max_in_flight: usize,
     pub in_flight: AtomicUsize,
 }

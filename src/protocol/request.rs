@@ -1,5 +1,6 @@
 //! The `cancelPayment` request body, parsed strictly: the three ids are required JSON strings of
-//! 1 to 64 characters. Unknown fields are ignored, as Alipay+ may add fields at any time.
+//! 1 to 64 characters without control characters (PostgreSQL cannot store NUL, and no real id
+//! holds a control character). Unknown fields are ignored, as Alipay+ may add fields at any time.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -25,6 +26,8 @@ pub enum ParamError {
     Empty(&'static str),
     #[error("{0} must be at most {MAX_ID_CHARS} characters")]
     TooLong(&'static str),
+    #[error("{0} must not contain control characters")]
+    ControlCharacter(&'static str),
 }
 
 /// Alipay+'s limit for the three ids.
@@ -63,6 +66,11 @@ fn id_field(name: &'static str, value: Option<Value>) -> Result<String, ParamErr
         Some(Value::String(s)) if s.is_empty() => Err(ParamError::Empty(name)),
         Some(Value::String(s)) if s.chars().count() > MAX_ID_CHARS => {
             Err(ParamError::TooLong(name))
+        }
+        // NUL would reach PostgreSQL and fail every write (U forever); the rest (C0, DEL, C1)
+        // have no place in an id and would end up in logs and CSV reports.
+        Some(Value::String(s)) if s.chars().any(char::is_control) => {
+            Err(ParamError::ControlCharacter(name))
         }
         Some(Value::String(s)) => Ok(s),
         Some(_) => Err(ParamError::NotAString(name)),
@@ -119,6 +127,22 @@ mod tests {
             parse(r#"{"acquirerId":"a","acquirerId":"b","pspId":"p","paymentRequestId":"x"}"#),
             Err(ParamError::NotAnObject)
         );
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_id() {
+        for bad in ["\0", "a\0b", "\n", "x\ty", "\u{7f}", "\u{85}", "\u{1b}[31m"] {
+            for field in ["acquirerId", "pspId", "paymentRequestId"] {
+                let mut body =
+                    serde_json::json!({"acquirerId": "a", "pspId": "p", "paymentRequestId": "x"});
+                body[field] = serde_json::Value::String(bad.to_owned());
+                assert_eq!(
+                    parse(&body.to_string()),
+                    Err(ParamError::ControlCharacter(field)),
+                    "{body}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -2,12 +2,17 @@
 //! keyed by one paymentRequestId, so the tables can be distributed by that key.
 
 mod cancellations;
+mod operator;
 mod work;
 
 pub use cancellations::{
     CancellationRecord, NewCancellation, Prior, QueuedRefund, Recorded, StoredAnswer,
 };
 
+pub use operator::{
+    BulkRequeued, DRY_RUN_IDS, ListCursor, ListPage, REQUEUE_CHUNK, RequeueRefused,
+    RequeueSelection,
+};
 pub use work::{
     ClaimedWork, FoundPayment, KnownPayment, Nudged, QueueDepth, ReportLine, WorkError, WorkOutcome,
 };

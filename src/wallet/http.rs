@@ -4,10 +4,21 @@
 //! transient [`WalletError`] (the engine retries, and a person looks after `max_attempts`).
 //!
 //! ```text
-//! GET  {base}/payments/{paymentRequestId}        -> 200 payment | 404 unknown
-//! POST {base}/payments/{paymentRequestId}/close  -> 200 {"status": ...}
-//! POST {base}/refunds                            -> 200 {"status", "reference"?, "message"?}
+//! GET  {base}/payments/{paymentRequestId}        -> 200 payment | 404 {"code":"PAYMENT_NOT_FOUND"}
+//! POST {base}/payments/{paymentRequestId}/close  -> 200 {"status": ...} (unknown id: CLOSED)
+//! POST {base}/refunds                            -> 200 {"status", "amount"?, "reference"?, "message"?}
 //! ```
+//!
+//! "Unknown" is only ever the contract's 404 body: a 404 without it (a wrong `base_url`, a
+//! proxy's page) is an error, or a misrouted wallet would turn every cancel into `S` for a
+//! payment it never looked up. A 404 on close or refund is always an error.
+//!
+//! What the wallet sends back is untrusted input that ends up in the database: identifiers
+//! (`paymentId`, `reference`) are refused as a [`WalletError::BadAnswer`] when they hold a
+//! control character (NUL cannot be stored at all) or exceed [`MAX_WALLET_ID_CHARS`]: cleaning
+//! an identifier would change it, and a changed id is a wrong id. Free text (a refusal's
+//! `message`) is only read by people: control characters are flattened and it is capped at
+//! [`MAX_TEXT_CHARS`], so it can always be written.
 //!
 //! The bearer token travels only in a sensitive header value: it is never logged, never printed
 //! by `Debug`, and scrubbed from any text of the wallet's that ends up in an error.
@@ -40,6 +51,13 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The most characters of the wallet's own text (a body excerpt, a refusal message) put into an
 /// error or outcome: enough to diagnose, too little to flood logs and the audit table.
 const MAX_TEXT_CHARS: usize = 200;
+
+/// The longest identifier (`paymentId`, `reference`) accepted from the wallet: room for any real
+/// ledger's ids (Alipay+'s own are at most 64), far below anything that could strain a row.
+pub const MAX_WALLET_ID_CHARS: usize = 128;
+
+/// The body of the contract's only 404: "this wallet never saw that paymentRequestId".
+const PAYMENT_NOT_FOUND: &str = "PAYMENT_NOT_FOUND";
 
 /// What the refund request says the refund is for.
 const REFUND_REASON: &str = "ALIPAY_PLUS_CANCEL";
@@ -279,15 +297,30 @@ impl HttpWallet {
         cap(&flat)
     }
 
+    /// An identifier the wallet sent, checked before it can reach the database.
+    fn identifier(&self, operation: &str, field: &str, value: &str) -> Result<(), WalletError> {
+        if value.is_empty() {
+            return Err(self.bad(operation, format_args!("{field} is empty")));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(self.bad(operation, format_args!("{field} holds a control character")));
+        }
+        if value.chars().count() > MAX_WALLET_ID_CHARS {
+            return Err(self.bad(
+                operation,
+                format_args!("{field} is longer than {MAX_WALLET_ID_CHARS} characters"),
+            ));
+        }
+        Ok(())
+    }
+
     fn to_payment(&self, requested_id: &str, wire: WirePayment) -> Result<Payment, WalletError> {
         const OP: &str = "payment lookup";
         // An answer about another payment must never drive a refund of this one.
         if wire.payment_request_id != requested_id {
             return Err(self.bad(OP, "the answer is about another paymentRequestId"));
         }
-        if wire.payment_id.is_empty() {
-            return Err(self.bad(OP, "paymentId is empty"));
-        }
+        self.identifier(OP, "paymentId", &wire.payment_id)?;
         let status = PaymentStatus::parse(&wire.status)
             .ok_or_else(|| self.bad(OP, format_args!("unknown status {:?}", wire.status)))?;
         let amount = Money::parse(&wire.amount.value, &wire.amount.currency)
@@ -336,7 +369,18 @@ impl Wallet for HttpWallet {
                 let wire: WirePayment = self.decode(OP, &body)?;
                 self.to_payment(payment_request_id, wire).map(Some)
             }
-            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::NOT_FOUND => {
+                let body = self.body(OP, response).await?;
+                // Through `decode`: serde alone would also read `["PAYMENT_NOT_FOUND"]`.
+                match self.decode::<WireNotFound>(OP, &body) {
+                    Ok(WireNotFound { code }) if code == PAYMENT_NOT_FOUND => Ok(None),
+                    _ => Err(WalletError::BadAnswer(format!(
+                        "{OP}: HTTP 404 without the contract's {{\"code\":\"{PAYMENT_NOT_FOUND}\"}} \
+                         body (is wallet.base_url right?): {}",
+                        self.scrub(&String::from_utf8_lossy(&body))
+                    ))),
+                }
+            }
             _ => Err(self.status_error(OP, response).await),
         }
     }
@@ -380,16 +424,25 @@ impl Wallet for HttpWallet {
         let wire: WireRefundAnswer = self.decode(OP, &body)?;
         match wire.status.as_str() {
             "SUCCEEDED" => {
+                // Required by the contract (also on a deduplicated repeat): a success that does
+                // not say what was refunded cannot be checked against the full amount.
+                let Some(amount) = wire.amount else {
+                    return Err(self.bad(OP, "SUCCEEDED without the refunded amount"));
+                };
                 // Passed on as the wallet states it: comparing it with the full amount is the
                 // engine's decision (a mismatch goes to a person).
-                let amount = wire
-                    .amount
-                    .map(|a| Money::parse(&a.value, &a.currency))
-                    .transpose()
+                let amount = Money::parse(&amount.value, &amount.currency)
                     .map_err(|e| self.bad(OP, format_args!("amount: {e}")))?;
+                let reference = match wire.reference {
+                    Some(reference) if !reference.is_empty() => {
+                        self.identifier(OP, "reference", &reference)?;
+                        Some(reference)
+                    }
+                    _ => None,
+                };
                 Ok(RefundOutcome::Succeeded {
-                    amount,
-                    reference: wire.reference,
+                    amount: Some(amount),
+                    reference,
                 })
             }
             "PENDING" => Ok(RefundOutcome::Pending),
@@ -471,6 +524,12 @@ struct WirePayment {
     /// Absent or `null` means nothing refunded.
     #[serde(default)]
     refunded_amount: Option<WireAmount>,
+}
+
+/// The contract's 404 body.
+#[derive(Deserialize)]
+struct WireNotFound {
+    code: String,
 }
 
 #[derive(Deserialize)]

@@ -75,6 +75,27 @@ async fn malformed_bodies_are_param_illegal() {
 }
 
 #[tokio::test]
+async fn control_characters_in_any_id_are_param_illegal() {
+    // NUL used to reach PostgreSQL, fail the write and answer U on every retry, forever.
+    let app = spawn_app().await;
+    for bad in [
+        "pay\u{0}1",
+        "\u{0}",
+        "pay\n1",
+        "pay\t1",
+        "pay\u{7f}",
+        "pay\u{9b}1",
+    ] {
+        for field in ["acquirerId", "pspId", "paymentRequestId"] {
+            let mut body = serde_json::json!({"acquirerId": ACQUIRER_ID, "pspId": PSP_ID, "paymentRequestId": "ok-id"});
+            body[field] = serde_json::json!(bad);
+            let reply = app.post_json(CANCEL_PATH, body.to_string()).await;
+            assert_refused(&app, reply, "PARAM_ILLEGAL", &format!("{field} {bad:?}")).await;
+        }
+    }
+}
+
+#[tokio::test]
 async fn sixty_four_characters_are_fine() {
     let app = spawn_app().await;
     let reply = app

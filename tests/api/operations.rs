@@ -1,11 +1,13 @@
 //! What the on-call engineer relies on: metrics that move, readiness that tells the truth, load
 //! shedding that answers at once.
 
-use crate::support::app::{CANCEL_PATH, TestApp, spawn_app_with};
+use crate::support::app::{CANCEL_PATH, TestApp, cancel_body, spawn_app_with};
 use crate::support::{TestOptions, spawn_app};
 use futures_util::future::join_all;
 use mpp_cancel::domain::PaymentStatus;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 async fn scrape(app: &TestApp) -> String {
     app.http
@@ -222,4 +224,127 @@ async fn past_the_in_flight_limit_the_answer_is_traffic_exceed_at_once() {
         "SUCCESS",
         "after the burst the retry goes through"
     );
+}
+
+/// A connection that has sent a cancel's head (`headers`, which should announce the full
+/// Content-Length) and `partial_body`, then stalls: what a slow-body flood looks like.
+pub(crate) async fn stalled_request(
+    app: &TestApp,
+    headers: &[(&str, String)],
+    partial_body: &[u8],
+) -> TcpStream {
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).await.unwrap();
+    let mut head = format!("POST {CANCEL_PATH} HTTP/1.1\r\nHost: {host}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(partial_body).await.unwrap();
+    stream.flush().await.unwrap();
+    stream
+}
+
+/// Reads one HTTP/1.1 response: (status, body, headers).
+pub(crate) async fn read_response(
+    stream: &mut TcpStream,
+) -> (u16, Vec<u8>, reqwest::header::HeaderMap) {
+    let mut buffer = Vec::new();
+    let head_end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the connection closed without an answer");
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(buffer[..head_end].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in lines.filter_map(|l| l.split_once(':')) {
+        headers.insert(
+            reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()).unwrap(),
+            value.trim().parse().unwrap(),
+        );
+    }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Content-Length");
+    let start = head_end + 4;
+    while buffer.len() < start + length {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the body was cut short");
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    (status, buffer[start..start + length].to_vec(), headers)
+}
+
+#[tokio::test]
+async fn slow_bodies_hold_no_in_flight_place_and_are_dropped_after_the_body_timeout() {
+    let app = spawn_app_with(TestOptions {
+        configure: |s| {
+            s.server.max_in_flight = 2;
+            s.server.body_timeout_ms = 1500;
+        },
+        ..Default::default()
+    })
+    .await;
+    app.wallet.add(
+        "honest",
+        PaymentStatus::Success,
+        100,
+        "JPY",
+        app.clock_now(),
+    );
+    let body = cancel_body("slow-body");
+    let headers = [
+        ("Content-Type", "application/json".to_owned()),
+        ("Content-Length", body.len().to_string()),
+    ];
+    let started = Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        slow.push(stalled_request(&app, &headers, &body.as_bytes()[..10]).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await; // their handlers wait for the bodies
+
+    let honest = app.cancel("honest").await;
+    assert_eq!(
+        honest.code(),
+        "SUCCESS",
+        "eight trickling bodies must not take the two places in flight"
+    );
+
+    for stream in &mut slow {
+        let (status, answer, _) =
+            tokio::time::timeout(Duration::from_secs(5), read_response(stream))
+                .await
+                .expect("a slow body is answered after the body timeout, not held forever");
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(answer["result"]["resultStatus"], "U", "{answer}");
+        assert_eq!(
+            answer["result"]["resultCode"], "UNKNOWN_EXCEPTION",
+            "{answer}"
+        );
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(4),
+        "answered after ~body_timeout_ms: {waited:?}"
+    );
+    assert_eq!(app.db.state_of("slow-body").await, None, "nothing stored");
 }

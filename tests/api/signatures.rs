@@ -574,3 +574,61 @@ async fn the_optional_clock_skew_check_refuses_stale_requests() {
         assert_eq!(reply.code(), code, "{id}");
     }
 }
+
+#[tokio::test]
+async fn a_nul_in_an_id_is_refused_signed_and_stores_nothing() {
+    let app = signed_app().await;
+    let body = serde_json::json!({
+        "acquirerId": ACQUIRER_ID, "pspId": PSP_ID, "paymentRequestId": "nul\u{0}id"
+    })
+    .to_string()
+    .into_bytes();
+    let signature = sign(
+        &test_keys().alipay_v1,
+        "1",
+        "POST",
+        CANCEL_PATH,
+        CLIENT_ID,
+        REQUEST_TIME,
+        &body,
+    );
+    let headers = headers(CLIENT_ID, REQUEST_TIME, signature);
+    for _ in 0..2 {
+        let reply = app.post_raw(CANCEL_PATH, &headers, body.clone()).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            (reply.status_letter().as_str(), reply.code().as_str()),
+            ("F", "PARAM_ILLEGAL"),
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_signed(&reply, CANCEL_PATH);
+    }
+    assert_eq!(app.db.count("SELECT count(*) FROM cancellations").await, 0);
+    assert_eq!(app.wallet.lookup_count(), 0);
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_gets_a_signed_unknown_exception() {
+    let app = spawn_app_with(TestOptions {
+        signatures: true,
+        configure: |s| s.server.body_timeout_ms = 300,
+        ..Default::default()
+    })
+    .await;
+    let (mut headers, body) = alipay_signed("slow-signed");
+    // Announce the whole body, send half of it, then nothing.
+    headers.push(("Content-Length", body.len().to_string()));
+    let mut stream =
+        crate::operations::stalled_request(&app, &headers, &body[..body.len() / 2]).await;
+    let (status, answer, response_headers) = crate::operations::read_response(&mut stream).await;
+    assert_eq!(status, 200);
+    let reply = Reply {
+        status,
+        body: answer,
+        headers: response_headers,
+    };
+    assert_eq!(reply.code(), "UNKNOWN_EXCEPTION");
+    assert_eq!(reply.status_letter(), "U");
+    assert_signed(&reply, CANCEL_PATH);
+}

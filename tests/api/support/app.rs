@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub const PSP_ID: &str = "1022172000000000001";
 pub const ACQUIRER_ID: &str = "1022188000000000001";
-pub const INTERNAL_TOKEN: &str = "test-internal-token";
+pub const INTERNAL_TOKEN: &str = "test-internal-token-0123456789abcdef";
 pub const CANCEL_PATH: &str = "/aps/api/v1/payments/cancelPayment";
 
 pub struct TestOptions {

@@ -1,0 +1,324 @@
+//! The operator's levers on stored cancellations: listing a state page by page, and putting
+//! `manual_review` rows back to work, one id or in bulk after an outage.
+//!
+//! Listing is keyset-paginated over `(requested_at, payment_request_id)`, the columns of the
+//! `cancellations_by_state` index after `state`: both never change once a row exists, so a row
+//! that stays in the state while an operator pages is seen exactly once, and every page is one
+//! index range scan however deep it is (no OFFSET).
+//!
+//! A bulk requeue works in chunks of [`REQUEUE_CHUNK`] rows, each chunk one statement (one
+//! transaction) that moves the rows, resets their refunds and writes one audit event per row.
+//! Chunks rather than one transaction: a requeue of a large outage then never holds thousands of
+//! row locks (which replays and the engine would queue behind) nor one long write transaction;
+//! a failure midway leaves every finished chunk complete and audited, and running the command
+//! again picks up the rest (it only ever selects rows still in `manual_review`).
+
+use super::{CancellationRecord, Store};
+use crate::domain::CancellationState;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+
+/// Rows moved per transaction by a bulk requeue.
+pub const REQUEUE_CHUNK: i64 = 500;
+
+/// The most ids a dry run lists (the count is always exact).
+pub const DRY_RUN_IDS: i64 = 100;
+
+/// Where a listing page starts: after this row. Opaque to clients (base64url), checked on the way
+/// back in, since it comes from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor {
+    pub requested_at: DateTime<Utc>,
+    pub payment_request_id: String,
+}
+
+impl ListCursor {
+    pub fn encode(&self) -> String {
+        let raw = format!(
+            "{}\n{}",
+            self.requested_at.timestamp_micros(),
+            self.payment_request_id
+        );
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// The cursor `encode` made, or None for anything else.
+    pub fn decode(text: &str) -> Option<Self> {
+        // A real cursor is a 64-character id plus a timestamp; refuse anything much larger
+        // before decoding it.
+        if text.len() > 512 {
+            return None;
+        }
+        let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(text).ok()?).ok()?;
+        let (micros, id) = raw.split_once('\n')?;
+        if id.is_empty() || id.chars().any(char::is_control) {
+            return None;
+        }
+        Some(Self {
+            requested_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            payment_request_id: id.to_owned(),
+        })
+    }
+
+    fn of(record: &CancellationRecord) -> Self {
+        Self {
+            requested_at: record.requested_at,
+            payment_request_id: record.payment_request_id.clone(),
+        }
+    }
+}
+
+/// One page of a listing by state.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub cancellations: Vec<CancellationRecord>,
+    /// Where the next page starts; None on the last page.
+    pub next: Option<ListCursor>,
+}
+
+/// Which rows a bulk requeue takes: `manual_review` rows that went there at or after `since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequeueSelection {
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl RequeueSelection {
+    /// Only `manual_review` rows can be requeued: every other state either still has its work
+    /// queued or is final by design.
+    pub fn new(
+        state: CancellationState,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Self, RequeueRefused> {
+        match state {
+            CancellationState::ManualReview => Ok(Self { since }),
+            other => Err(RequeueRefused(other)),
+        }
+    }
+}
+
+/// A bulk requeue asked for another state than `manual_review`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("only manual_review cancellations can be requeued, not {0}")]
+pub struct RequeueRefused(pub CancellationState);
+
+/// What a bulk requeue did (or, dry, would do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkRequeued {
+    pub count: u64,
+    /// Dry run: the first [`DRY_RUN_IDS`] ids, oldest first. Empty for a real run.
+    pub sample: Vec<String>,
+}
+
+impl Store {
+    /// Puts a `manual_review` cancellation back to work with fresh attempts. Returns the state
+    /// it went back to, or None if it was not in manual review.
+    pub async fn requeue(
+        &self,
+        payment_request_id: &str,
+        now: DateTime<Utc>,
+        by: &str,
+    ) -> Result<Option<CancellationState>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let state = sqlx::query_scalar!(
+            r#"UPDATE cancellations c
+                  SET state = CASE WHEN EXISTS (SELECT 1 FROM refunds r
+                                                 WHERE r.payment_request_id = c.payment_request_id)
+                                   THEN 'refund_pending' ELSE 'awaiting_outcome' END,
+                      attempts = 0, close_attempts = 0, next_attempt_at = $2, last_error = NULL, nudged_at = NULL,
+                      lease_expires_at = NULL, lease_token = NULL, updated_at = $2
+                WHERE payment_request_id = $1 AND state = 'manual_review'
+            RETURNING state"#,
+            payment_request_id,
+            now,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(state) = state else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        sqlx::query!(
+            r#"UPDATE refunds SET status = 'queued', completed_at = NULL
+                WHERE payment_request_id = $1 AND status <> 'succeeded'"#,
+            payment_request_id,
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            r#"INSERT INTO audit_events (payment_request_id, occurred_at, event, from_state, to_state, detail)
+               VALUES ($1, $2, 'requeued', 'manual_review', $3, jsonb_build_object('by', $4::text))"#,
+            payment_request_id,
+            now,
+            state,
+            by,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(state.parse().ok())
+    }
+
+    /// Every `manual_review` row `selection` names (that went there by `now`) back to work,
+    /// as [`Store::requeue`] does for one, in chunks of [`REQUEUE_CHUNK`]. With `dry_run` nothing
+    /// changes: the count and the first ids are returned.
+    pub async fn requeue_bulk(
+        &self,
+        selection: RequeueSelection,
+        now: DateTime<Utc>,
+        by: &str,
+        dry_run: bool,
+    ) -> Result<BulkRequeued, sqlx::Error> {
+        let since = selection.since.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        if dry_run {
+            let rows = sqlx::query!(
+                r#"SELECT payment_request_id, count(*) OVER () AS "total!"
+                     FROM cancellations
+                    WHERE state = 'manual_review' AND updated_at >= $1 AND updated_at <= $2
+                    ORDER BY updated_at, payment_request_id
+                    LIMIT $3"#,
+                since,
+                now,
+                DRY_RUN_IDS,
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            return Ok(BulkRequeued {
+                count: rows.first().map_or(0, |r| r.total.unsigned_abs()),
+                sample: rows.into_iter().map(|r| r.payment_request_id).collect(),
+            });
+        }
+        let mut count = 0u64;
+        loop {
+            // `updated_at <= now`: a row that goes to manual_review again while this runs (the
+            // wallet still failing) is not taken round again, so the loop ends.
+            let moved = sqlx::query_scalar!(
+                r#"WITH picked AS (
+                     SELECT payment_request_id FROM cancellations
+                      WHERE state = 'manual_review' AND updated_at >= $1 AND updated_at <= $2
+                      ORDER BY updated_at, payment_request_id
+                      LIMIT $3
+                      FOR UPDATE),
+                   requeued AS (
+                     UPDATE cancellations c
+                        SET state = CASE WHEN EXISTS (SELECT 1 FROM refunds r
+                                                       WHERE r.payment_request_id = c.payment_request_id)
+                                         THEN 'refund_pending' ELSE 'awaiting_outcome' END,
+                            attempts = 0, close_attempts = 0, next_attempt_at = $2, last_error = NULL, nudged_at = NULL,
+                            lease_expires_at = NULL, lease_token = NULL, updated_at = $2
+                       FROM picked
+                      WHERE c.payment_request_id = picked.payment_request_id
+                        AND c.state = 'manual_review'
+                     RETURNING c.payment_request_id, c.state),
+                   refunds_reset AS (
+                     UPDATE refunds r SET status = 'queued', completed_at = NULL
+                       FROM requeued
+                      WHERE r.payment_request_id = requeued.payment_request_id
+                        AND r.status <> 'succeeded'),
+                   audit AS (
+                     INSERT INTO audit_events (payment_request_id, occurred_at, event, from_state, to_state, detail)
+                     SELECT payment_request_id, $2, 'requeued', 'manual_review', state,
+                            jsonb_build_object('by', $4::text, 'bulk', true)
+                       FROM requeued)
+                   SELECT count(*) AS "moved!" FROM requeued"#,
+                since,
+                now,
+                REQUEUE_CHUNK,
+                by,
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            count += moved.unsigned_abs();
+            if moved < REQUEUE_CHUNK {
+                return Ok(BulkRequeued {
+                    count,
+                    sample: Vec::new(),
+                });
+            }
+        }
+    }
+
+    /// One page of the cancellations in a state, oldest request first, starting after `after`.
+    /// One index range scan on `cancellations_by_state`, whatever the page.
+    pub async fn in_state(
+        &self,
+        state: CancellationState,
+        after: Option<&ListCursor>,
+        limit: i64,
+    ) -> Result<ListPage, sqlx::Error> {
+        // The first page starts after a row that cannot exist (no cancellation predates 1970),
+        // so every page is the same index condition (an OR with "no cursor" would turn it into
+        // a filter).
+        let (after_at, after_id) = match after {
+            Some(c) => (c.requested_at, c.payment_request_id.as_str()),
+            None => (DateTime::<Utc>::UNIX_EPOCH, ""),
+        };
+        let mut cancellations = sqlx::query_as!(
+            CancellationRecord,
+            r#"SELECT c.payment_request_id, c.acquirer_id, c.psp_id, c.state, c.result_code,
+                      c.result_status, c.payment_id, c.payment_status, c.amount_value, c.currency,
+                      c.payment_created_at, c.settlement_date, c.requested_at, c.updated_at,
+                      c.attempts, c.next_attempt_at, c.last_error,
+                      r.refund_id AS "refund_id?", r.status AS "refund_status?"
+                 FROM cancellations c
+                 LEFT JOIN refunds r ON r.payment_request_id = c.payment_request_id
+                WHERE c.state = $1 AND (c.requested_at, c.payment_request_id) > ($2, $3)
+                ORDER BY c.requested_at, c.payment_request_id
+                LIMIT $4"#,
+            state.as_str(),
+            after_at,
+            after_id,
+            limit + 1,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        // One row more than asked says whether another page exists.
+        let more = cancellations.len() as i64 > limit;
+        cancellations.truncate(usize::try_from(limit).unwrap_or(0));
+        let next = more
+            .then(|| cancellations.last().map(ListCursor::of))
+            .flatten();
+        Ok(ListPage {
+            cancellations,
+            next,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_junk_is_refused() {
+        let cursor = ListCursor {
+            requested_at: "2026-11-20T04:00:00.123456Z".parse().unwrap(),
+            payment_request_id: "id with\u{e9} spaces/and:colons".to_owned(),
+        };
+        assert_eq!(ListCursor::decode(&cursor.encode()), Some(cursor));
+        for junk in [
+            "",
+            "!!!",
+            "bm90IGEgY3Vyc29y",                 // "not a cursor"
+            &URL_SAFE_NO_PAD.encode("12\n"),    // no id
+            &URL_SAFE_NO_PAD.encode("x\nid"),   // no time
+            &URL_SAFE_NO_PAD.encode("1\nid\0"), // a control character
+            &"A".repeat(600),
+        ] {
+            assert_eq!(ListCursor::decode(junk), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn only_manual_review_is_requeued_in_bulk() {
+        assert!(RequeueSelection::new(CancellationState::ManualReview, None).is_ok());
+        for state in CancellationState::ALL {
+            if state != CancellationState::ManualReview {
+                assert_eq!(
+                    RequeueSelection::new(state, None),
+                    Err(RequeueRefused(state))
+                );
+            }
+        }
+    }
+}
