@@ -19,7 +19,6 @@ use sqlx::postgres::PgConnectOptions;
 use std::net::TcpListener;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -139,15 +138,7 @@ impl Application {
 
         let service = Arc::new(cancel_service(settings, components)?);
         let security = MessageSecurity::from_settings(settings, components.clock.clone())?;
-        let public_state = web::Data::new(PublicState {
-            service: service.clone(),
-            security,
-            cancel_path: settings.cancel_path(),
-            max_body_bytes: settings.server.max_body_bytes,
-            body_timeout: Duration::from_millis(settings.server.body_timeout_ms),
-            max_in_flight: settings.server.max_in_flight,
-            in_flight: AtomicUsize::new(0),
-        });
+        let public_state = web::Data::new(PublicState::new(service.clone(), security, settings));
         let metrics = Arc::new(Metrics::new());
         let public_metrics = metrics.clone();
         let mut public = HttpServer::new(move || {

@@ -30,7 +30,6 @@ use crate::http::security::MessageSecurity;
 use crate::http::{self, PublicState};
 use actix_web::web;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -51,14 +50,7 @@ impl Embedded {
         let service = Arc::new(cancel_service(settings, components)?);
         let security = MessageSecurity::from_settings(settings, components.clock.clone())?;
         Ok(Self {
-            public: web::Data::new(PublicState {
-                service,
-                security,
-                cancel_path: settings.cancel_path(),
-                max_body_bytes: settings.server.max_body_bytes,
-                max_in_flight: settings.server.max_in_flight,
-                in_flight: AtomicUsize::new(0),
-            }),
+            public: web::Data::new(PublicState::new(service, security, settings)),
             components: components.clone(),
             engine_config: EngineConfig::from_settings(settings),
         })

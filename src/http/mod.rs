@@ -30,6 +30,23 @@ pub struct PublicState {
 }
 
 impl PublicState {
+    /// The public listener's state for `service`, with the limits of `settings.server`.
+    pub fn new(
+        service: Arc<CancelService>,
+        security: MessageSecurity,
+        settings: &crate::config::Settings,
+    ) -> Self {
+        Self {
+            service,
+            security,
+            cancel_path: settings.cancel_path(),
+            max_body_bytes: settings.server.max_body_bytes,
+            body_timeout: std::time::Duration::from_millis(settings.server.body_timeout_ms),
+            max_in_flight: settings.server.max_in_flight,
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
     /// A place among the requests in flight, or None when the service is full.
     fn admit(&self) -> Option<InFlight<'_>> {
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
