@@ -166,21 +166,6 @@ impl Application {
             public = public.workers(settings.server.workers);
         }
 
-        let internal_state = web::Data::new(InternalState {
-            store: components.store.clone(),
-            clock: components.clock.clone(),
-            token: settings.internal_token().cloned(),
-            wake: service.work_ready(),
-            metrics: metrics.clone(),
-        });
-        let internal = HttpServer::new(move || {
-            App::new().configure(|cfg| http::internal::configure(cfg, internal_state.clone()))
-        })
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_GRACE_SECONDS)
-        .workers(1)
-        .listen(internal_listener)?;
-
         let engine = (settings.refunds.workers > 0).then(|| {
             Arc::new(
                 RefundEngine::new(
@@ -193,6 +178,22 @@ impl Application {
                 .with_metrics(metrics.clone()),
             )
         });
+        let internal_state = web::Data::new(InternalState {
+            store: components.store.clone(),
+            clock: components.clock.clone(),
+            token: settings.internal_token().cloned(),
+            wake: service.work_ready(),
+            metrics: metrics.clone(),
+            engine: engine.as_ref().map(|e| e.health()),
+        });
+        let internal = HttpServer::new(move || {
+            App::new().configure(|cfg| http::internal::configure(cfg, internal_state.clone()))
+        })
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_GRACE_SECONDS)
+        .workers(1)
+        .listen(internal_listener)?;
+
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
             port,

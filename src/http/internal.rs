@@ -41,6 +41,9 @@ pub struct InternalState {
     /// Wakes this process's refund engine after a nudge or requeue.
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
+    /// This instance's refund engine, if it runs one: readiness fails while its workers keep
+    /// dying.
+    pub engine: Option<Arc<crate::engine::EngineHealth>>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<InternalState>) {
@@ -73,6 +76,14 @@ async fn healthz() -> HttpResponse {
 
 /// Ready when the database answers and every migration this build knows is applied.
 async fn readyz(state: web::Data<InternalState>) -> HttpResponse {
+    if let Some(engine) = &state.engine
+        && !engine.is_healthy()
+    {
+        return HttpResponse::ServiceUnavailable().json(json!({
+            "ready": false,
+            "reason": "refund workers keep dying (see mpp_cancel_refund_worker_restarts_total and the log)"
+        }));
+    }
     match state.store.migrations_current().await {
         Ok(true) => HttpResponse::Ok().json(json!({"ready": true})),
         Ok(false) => HttpResponse::ServiceUnavailable()
