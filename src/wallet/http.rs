@@ -18,7 +18,7 @@
 //! control character (NUL cannot be stored at all) or exceed [`MAX_WALLET_ID_CHARS`]: cleaning
 //! an identifier would change it, and a changed id is a wrong id. Free text (a refusal's
 //! `message`) is only read by people: control characters are flattened and it is capped at
-//! [`MAX_TEXT_CHARS`], so it can always be written.
+//! `MAX_TEXT_CHARS` (200), so it can always be written.
 //!
 //! The bearer token travels only in a sensitive header value: it is never logged, never printed
 //! by `Debug`, and scrubbed from any text of the wallet's that ends up in an error.

@@ -413,3 +413,44 @@ async fn a_nudge_while_a_worker_holds_the_row_is_not_lost() {
         "the nudge made it due at once"
     );
 }
+
+#[tokio::test]
+async fn a_row_whose_outcome_the_database_refuses_is_set_aside_alone() {
+    let app = app_at("2026-11-20T12:00:00+08:00").await;
+    for id in ["poison", "healthy"] {
+        app.wallet
+            .add(id, PaymentStatus::Success, 100, "JPY", app.clock_now());
+        assert_eq!(app.cancel(id).await.code(), "SUCCESS");
+    }
+    // Something the engine cannot foresee makes the database refuse one row's outcome.
+    sqlx::query(
+        "ALTER TABLE cancellations ADD CONSTRAINT refuse_poison
+           CHECK (payment_request_id <> 'poison' OR state <> 'refunded')",
+    )
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+
+    engine(&app, app.db.store()).drain().await.unwrap();
+
+    assert_eq!(
+        app.db.state_of("healthy").await.as_deref(),
+        Some("refunded")
+    );
+    let poison = app
+        .db
+        .store()
+        .cancellation("poison")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(poison.state, "manual_review");
+    assert!(poison.last_error.unwrap().contains("could not be recorded"));
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM cancellations WHERE next_attempt_at IS NOT NULL")
+            .await,
+        0,
+        "nothing left blocked"
+    );
+}
