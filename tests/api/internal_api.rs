@@ -284,7 +284,7 @@ async fn page(app: &TestApp, query: &str) -> (Vec<String>, Option<String>) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| c["payment_request_id"].as_str().unwrap().to_owned())
+        .map(|c| c["paymentRequestId"].as_str().unwrap().to_owned())
         .collect();
     (ids, body["nextCursor"].as_str().map(str::to_owned))
 }
