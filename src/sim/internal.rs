@@ -106,13 +106,13 @@ pub async fn check_settled(
             }
             evidence.push(format!("state {state}"));
             if want == "refunded" {
-                let recorded = record["amount_value"].as_i64();
+                let recorded = record["amountValue"].as_i64();
                 if recorded != Some(amount) {
                     return Err(format!(
                         "refunded, but the record's amount is {recorded:?}, not {amount}"
                     ));
                 }
-                match record["refund_status"].as_str() {
+                match record["refundStatus"].as_str() {
                     Some("succeeded") => evidence.push("its refund succeeded".into()),
                     other => return Err(format!("refunded with refund_status {other:?}")),
                 }
