@@ -623,10 +623,21 @@ fn retry_after_error(policy: &RetryPolicy, item: &ClaimedWork, error: String) ->
     step::retry_error(policy, item.state, item.attempt, fastrand::f64(), error)
 }
 
-/// Whether a database error is about the values written (a constraint, bad text, a limit)
-/// rather than the database being unreachable: only then does retrying row by row help.
+/// Whether a database error is about the values written rather than the database's condition:
+/// only then does retrying row by row help, and only then may a row be set aside. SQLSTATE
+/// classes 22 (data exception: bad text, NUL), 23 (integrity constraint) and 54 (program limit);
+/// a failover, a read-only node, a deadlock or a lost connection is transient, and the batch is
+/// simply retried once its leases expire.
 fn is_about_the_data(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(_) | sqlx::Error::Encode(_))
+    match e {
+        sqlx::Error::Encode(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            ["22", "23", "54"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        }),
+        _ => false,
+    }
 }
 
 /// Runs the task `make` builds until `shutdown` turns true, building and starting it again
