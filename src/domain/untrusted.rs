@@ -32,9 +32,14 @@ pub fn identifier<'a>(what: &str, value: &'a str) -> Result<&'a str, String> {
 /// Free text made fit to record: control characters (NUL included) become spaces, and it is
 /// cut at [`MAX_TEXT_CHARS`] characters with an ellipsis.
 pub fn text(value: &str) -> String {
-    let mut out = String::with_capacity(value.len().min(MAX_TEXT_CHARS * 4));
+    text_within(value, MAX_TEXT_CHARS)
+}
+
+/// [`text`] with another cap: at most `max` characters, then an ellipsis.
+pub fn text_within(value: &str, max: usize) -> String {
+    let mut out = String::with_capacity(value.len().min(max * 4));
     for (i, c) in value.chars().enumerate() {
-        if i == MAX_TEXT_CHARS {
+        if i == max {
             out.push('…');
             break;
         }

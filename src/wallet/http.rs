@@ -25,6 +25,7 @@
 
 use super::{CloseOutcome, RefundOrder, RefundOutcome, Wallet, WalletError};
 use crate::domain::money::parse_minor_units;
+use crate::domain::untrusted;
 use crate::domain::{Currency, Money, Payment, PaymentStatus};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -54,7 +55,7 @@ const MAX_TEXT_CHARS: usize = 200;
 
 /// The longest identifier (`paymentId`, `reference`) accepted from the wallet: room for any real
 /// ledger's ids (Alipay+'s own are at most 64), far below anything that could strain a row.
-pub const MAX_WALLET_ID_CHARS: usize = 128;
+pub const MAX_WALLET_ID_CHARS: usize = untrusted::MAX_IDENTIFIER_CHARS;
 
 /// The body of the contract's only 404: "this wallet never saw that paymentRequestId".
 const PAYMENT_NOT_FOUND: &str = "PAYMENT_NOT_FOUND";
@@ -289,29 +290,14 @@ impl HttpWallet {
             Some(token) if !token.is_empty() => text.replace(token.as_str(), "[redacted]"),
             _ => text.to_owned(),
         };
-        let flat: String = text
-            .trim()
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        cap(&flat)
+        untrusted::text_within(text.trim(), MAX_TEXT_CHARS)
     }
 
     /// An identifier the wallet sent, checked before it can reach the database.
     fn identifier(&self, operation: &str, field: &str, value: &str) -> Result<(), WalletError> {
-        if value.is_empty() {
-            return Err(self.bad(operation, format_args!("{field} is empty")));
-        }
-        if value.chars().any(char::is_control) {
-            return Err(self.bad(operation, format_args!("{field} holds a control character")));
-        }
-        if value.chars().count() > MAX_WALLET_ID_CHARS {
-            return Err(self.bad(
-                operation,
-                format_args!("{field} is longer than {MAX_WALLET_ID_CHARS} characters"),
-            ));
-        }
-        Ok(())
+        untrusted::identifier(field, value)
+            .map(|_| ())
+            .map_err(|why| self.bad(operation, why))
     }
 
     fn to_payment(&self, requested_id: &str, wire: WirePayment) -> Result<Payment, WalletError> {
@@ -499,14 +485,6 @@ async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, BodyErro
     Ok(body)
 }
 
-/// At most [`MAX_TEXT_CHARS`] characters, with an ellipsis when cut.
-fn cap(text: &str) -> String {
-    match text.char_indices().nth(MAX_TEXT_CHARS) {
-        None => text.to_owned(),
-        Some((end, _)) => format!("{}…", &text[..end]),
-    }
-}
-
 #[derive(Deserialize)]
 struct WireAmount {
     value: String,
@@ -598,9 +576,9 @@ mod tests {
 
     #[test]
     fn text_is_capped_on_char_boundaries() {
-        assert_eq!(cap("abc"), "abc");
+        assert_eq!(untrusted::text_within("abc", MAX_TEXT_CHARS), "abc");
         let long = "é".repeat(MAX_TEXT_CHARS + 5);
-        let capped = cap(&long);
+        let capped = untrusted::text_within(&long, MAX_TEXT_CHARS);
         assert_eq!(capped.chars().count(), MAX_TEXT_CHARS + 1);
         assert!(capped.ends_with('…'));
     }
