@@ -11,7 +11,9 @@ use mpp_cancel::config::Settings;
 use mpp_cancel::domain::{Payment, SystemClock};
 use mpp_cancel::engine::{EngineConfig, RefundEngine};
 use mpp_cancel::store::{MIGRATOR, Store};
-use mpp_cancel::wallet::{CloseOutcome, RefundOrder, RefundOutcome, Wallet, WalletError};
+use mpp_cancel::wallet::{
+    CloseOutcome, RefundOrder, RefundOutcome, VoidOrder, VoidOutcome, Wallet, WalletError,
+};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 use std::process::Command;
@@ -35,6 +37,9 @@ impl Wallet for InstantWallet {
             amount: Some(order.amount),
             reference: None,
         })
+    }
+    async fn void(&self, _: &VoidOrder) -> Result<VoidOutcome, WalletError> {
+        Ok(VoidOutcome::Voided { reference: None })
     }
 }
 

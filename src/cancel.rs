@@ -5,7 +5,7 @@
 
 use crate::domain::{CancellationWindow, Clock, Decision, Payment, Rejection, decide};
 use crate::protocol::{CancelPaymentRequest, ResultCode, result_body};
-use crate::store::{NewCancellation, Prior, QueuedRefund, Recorded, Store, StoredAnswer};
+use crate::store::{NewCancellation, Prior, QueuedReversal, Recorded, Store, StoredAnswer};
 use crate::wallet::{Wallet, WalletError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -124,14 +124,14 @@ impl CancelService {
         };
         let body = result_body(code, code.default_message());
         let state = decision.state();
-        let refund = match (&decision, &payment) {
+        let reversal = match (&decision, &payment) {
             (
                 Decision::Accept {
-                    refund: Some(amount),
+                    reversal: Some(amount),
                     ..
                 },
                 Some(p),
-            ) => Some(QueuedRefund {
+            ) => Some(QueuedReversal {
                 payment_id: &p.payment_id,
                 amount: *amount,
             }),
@@ -153,7 +153,7 @@ impl CancelService {
                 .window
                 .settlement_day(payment.as_ref().map_or(now, |p| p.created_at)),
             now,
-            refund,
+            reversal,
         };
         match self.store.record(&new).await {
             Ok(Recorded::Inserted) => {

@@ -110,7 +110,7 @@ pub enum DemoCommand {
         /// Alipay+'s id for the payment (default: a new random id).
         #[arg(long)]
         payment_request_id: Option<String>,
-        /// SUCCESS, FAILED or PROCESSING.
+        /// SUCCESS, AUTHORIZED (a card authorization: funds held), FAILED or PROCESSING.
         #[arg(long, default_value = "SUCCESS", value_parser = parse_status)]
         status: PaymentStatus,
         /// Amount in minor units (USD 1.00 = 100).
@@ -125,6 +125,13 @@ pub enum DemoCommand {
         /// Amount already refunded, in minor units.
         #[arg(long, default_value_t = 0)]
         refunded: i64,
+    },
+    /// Capture a demo authorization: the held funds become a charge (AUTHORIZED -> SUCCESS). A
+    /// cancel's void that comes later is answered ALREADY_CAPTURED, and the engine refunds.
+    Capture {
+        /// Alipay+'s id for the payment.
+        #[arg(long)]
+        payment_request_id: String,
     },
 }
 
@@ -282,7 +289,7 @@ impl KitArgs {
 
 fn parse_status(s: &str) -> Result<PaymentStatus, String> {
     PaymentStatus::parse(&s.to_ascii_uppercase())
-        .ok_or_else(|| format!("{s:?} is not SUCCESS, FAILED or PROCESSING"))
+        .ok_or_else(|| format!("{s:?} is not SUCCESS, AUTHORIZED, FAILED or PROCESSING"))
 }
 
 /// Prints a line to stdout. A closed pipe (`mpp-cancel report | head`) is not an error worth a
@@ -533,6 +540,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "amount": {"value": new.amount.minor_units.to_string(), "currency": new.amount.currency.code()},
                     "createdAt": new.created_at.to_rfc3339(),
                 })
+            );
+            Ok(())
+        }
+        Command::Demo {
+            command: DemoCommand::Capture { payment_request_id },
+        } => {
+            let store = app::connect(&settings)?;
+            store.migrate().await.context("applying migrations")?;
+            let captured = DemoWallet::new(store.pool().clone())
+                .capture(&payment_request_id)
+                .await?;
+            anyhow::ensure!(
+                captured,
+                "{payment_request_id:?} is not an AUTHORIZED demo payment (unknown, already captured or released)"
+            );
+            say!(
+                "{}",
+                serde_json::json!({"paymentRequestId": payment_request_id, "status": "SUCCESS"})
             );
             Ok(())
         }

@@ -14,7 +14,9 @@ use mpp_cancel::domain::{Clock, Money, Payment, PaymentStatus, SystemClock};
 use mpp_cancel::embed::{Embedded, EngineHandle};
 use mpp_cancel::guard::Guard;
 use mpp_cancel::store::Store;
-use mpp_cancel::wallet::{CloseOutcome, RefundOrder, RefundOutcome, Wallet, WalletError};
+use mpp_cancel::wallet::{
+    CloseOutcome, RefundOrder, RefundOutcome, VoidOrder, VoidOutcome, Wallet, WalletError,
+};
 use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -37,6 +39,8 @@ pub struct Ledger {
     closed: HashSet<String>,
     /// refund_id -> what was refunded: the dedupe the contract asks for.
     refunds: HashMap<uuid::Uuid, Money>,
+    /// void_ids of the authorization holds released: the same dedupe for voids.
+    voids: HashSet<uuid::Uuid>,
 }
 
 /// The ledger as mpp-cancel sees it.
@@ -96,6 +100,7 @@ impl Wallet for LedgerWallet {
         let mut ledger = self.ledger.lock().expect("ledger lock");
         Ok(match ledger.payments.get(id).map(|e| e.status) {
             Some(PaymentStatus::Success) => CloseOutcome::AlreadySucceeded,
+            Some(PaymentStatus::Authorized) => CloseOutcome::AlreadyAuthorized,
             Some(PaymentStatus::Failed) => CloseOutcome::AlreadyFailed,
             Some(PaymentStatus::Processing) => CloseOutcome::Pending,
             None => {
@@ -125,6 +130,34 @@ impl Wallet for LedgerWallet {
             amount: Some(order.amount),
             reference: Some(order.refund_id.to_string()),
         })
+    }
+
+    async fn void(&self, order: &VoidOrder) -> Result<VoidOutcome, WalletError> {
+        let mut ledger = self.ledger.lock().expect("ledger lock");
+        let voided = VoidOutcome::Voided {
+            reference: Some(order.void_id.to_string()),
+        };
+        // Dedupe and release under one lock: a retried or concurrent order releases once.
+        if ledger.voids.contains(&order.void_id) {
+            return Ok(voided);
+        }
+        let Some(entry) = ledger.payments.get_mut(&order.payment_request_id) else {
+            return Ok(VoidOutcome::Failed {
+                reason: "no such payment".into(),
+            });
+        };
+        match entry.status {
+            PaymentStatus::Authorized => {
+                // Released: the hold never took the user's money.
+                entry.status = PaymentStatus::Failed;
+                ledger.voids.insert(order.void_id);
+                Ok(voided)
+            }
+            PaymentStatus::Success => Ok(VoidOutcome::AlreadyCaptured),
+            other => Ok(VoidOutcome::Failed {
+                reason: format!("the payment is {}, not an authorization", other.as_str()),
+            }),
+        }
     }
 }
 

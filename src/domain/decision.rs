@@ -17,10 +17,11 @@ pub enum Rejection {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Answer `S`; `state` says what money work remains, `refund` is queued with it when set.
+    /// Answer `S`; `state` says what money work remains. `reversal` is the amount to give back
+    /// (a refund, in `refund_pending`) or to release (a void, in `void_pending`), queued with it.
     Accept {
         state: CancellationState,
-        refund: Option<Money>,
+        reversal: Option<Money>,
     },
     /// Answer `F`; stored as `rejected`.
     Reject(Rejection),
@@ -46,7 +47,7 @@ pub fn decide(
         // the window. A `pay` with this id may still be in flight: wait for its outcome.
         return Decision::Accept {
             state: CancellationState::AwaitingOutcome,
-            refund: None,
+            reversal: None,
         };
     };
     if !window.is_open(payment.created_at, now) {
@@ -58,15 +59,19 @@ pub fn decide(
     match payment.status {
         PaymentStatus::Success => Decision::Accept {
             state: CancellationState::RefundPending,
-            refund: Some(payment.amount),
+            reversal: Some(payment.amount),
+        },
+        PaymentStatus::Authorized => Decision::Accept {
+            state: CancellationState::VoidPending,
+            reversal: Some(payment.amount),
         },
         PaymentStatus::Failed => Decision::Accept {
             state: CancellationState::NothingToRefund,
-            refund: None,
+            reversal: None,
         },
         PaymentStatus::Processing => Decision::Accept {
             state: CancellationState::AwaitingOutcome,
-            refund: None,
+            reversal: None,
         },
     }
 }
@@ -103,7 +108,15 @@ mod tests {
             decide(Some(&success), &w, now),
             Decision::Accept {
                 state: CancellationState::RefundPending,
-                refund: Some(success.amount)
+                reversal: Some(success.amount)
+            }
+        );
+        let authorized = payment(PaymentStatus::Authorized, 0);
+        assert_eq!(
+            decide(Some(&authorized), &w, now),
+            Decision::Accept {
+                state: CancellationState::VoidPending,
+                reversal: Some(authorized.amount)
             }
         );
         assert_eq!(
@@ -118,7 +131,7 @@ mod tests {
             decide(None, &w, now),
             Decision::Accept {
                 state: CancellationState::AwaitingOutcome,
-                refund: None
+                reversal: None
             }
         );
     }
@@ -128,6 +141,7 @@ mod tests {
         let w = CancellationWindow::default();
         for status in [
             PaymentStatus::Success,
+            PaymentStatus::Authorized,
             PaymentStatus::Failed,
             PaymentStatus::Processing,
         ] {

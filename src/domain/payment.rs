@@ -5,7 +5,11 @@ use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentStatus {
+    /// The money moved from the user to the merchant.
     Success,
+    /// Funds held on the user's card or account, not captured (a card authorization): a
+    /// cancellation releases the hold (`void`) instead of refunding.
+    Authorized,
     Failed,
     Processing,
 }
@@ -14,6 +18,7 @@ impl PaymentStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Success => "SUCCESS",
+            Self::Authorized => "AUTHORIZED",
             Self::Failed => "FAILED",
             Self::Processing => "PROCESSING",
         }
@@ -22,6 +27,7 @@ impl PaymentStatus {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "SUCCESS" => Some(Self::Success),
+            "AUTHORIZED" => Some(Self::Authorized),
             "FAILED" => Some(Self::Failed),
             "PROCESSING" => Some(Self::Processing),
             _ => None,

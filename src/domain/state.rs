@@ -4,8 +4,13 @@
 //!   awaiting_outcome --closed/failed--> nothing_to_refund
 //!         |
 //!         +--succeeded after all--> refund_pending --refund succeeded--> refunded
+//!         |                               ^   |
+//!         |                               |   +--attempts exhausted / permanent failure--> manual_review
+//!         |                        captured meanwhile
+//!         |                               |
+//!         +--authorized after all--> void_pending --hold released--> voided
 //!                                         |
-//!                                         +--attempts exhausted / permanent failure--> manual_review
+//!                                         +--attempts exhausted / void refused--> manual_review
 //!   rejected (window closed, already refunded): the answer was F, nothing to do
 //! ```
 
@@ -18,6 +23,10 @@ pub enum CancellationState {
     RefundPending,
     /// Accepted while the payment was in flight or unknown: the wallet must close it first.
     AwaitingOutcome,
+    /// Accepted for a card authorization: the hold must be released (`void`), nothing refunded.
+    VoidPending,
+    /// Accepted; the authorization hold is released. Terminal.
+    Voided,
     /// Accepted; the payment never took money. Terminal.
     NothingToRefund,
     /// Accepted; the full amount is back with the user. Terminal.
@@ -29,9 +38,11 @@ pub enum CancellationState {
 }
 
 impl CancellationState {
-    pub const ALL: [CancellationState; 6] = [
+    pub const ALL: [CancellationState; 8] = [
         Self::RefundPending,
         Self::AwaitingOutcome,
+        Self::VoidPending,
+        Self::Voided,
         Self::NothingToRefund,
         Self::Refunded,
         Self::Rejected,
@@ -42,6 +53,8 @@ impl CancellationState {
         match self {
             Self::RefundPending => "refund_pending",
             Self::AwaitingOutcome => "awaiting_outcome",
+            Self::VoidPending => "void_pending",
+            Self::Voided => "voided",
             Self::NothingToRefund => "nothing_to_refund",
             Self::Refunded => "refunded",
             Self::Rejected => "rejected",
@@ -52,8 +65,12 @@ impl CancellationState {
     /// Whether the refund engine still has work to do for this state.
     pub fn has_money_work(self) -> bool {
         match self {
-            Self::RefundPending | Self::AwaitingOutcome => true,
-            Self::NothingToRefund | Self::Refunded | Self::Rejected | Self::ManualReview => false,
+            Self::RefundPending | Self::AwaitingOutcome | Self::VoidPending => true,
+            Self::NothingToRefund
+            | Self::Refunded
+            | Self::Voided
+            | Self::Rejected
+            | Self::ManualReview => false,
         }
     }
 
@@ -64,6 +81,8 @@ impl CancellationState {
             Self::Rejected => false,
             Self::RefundPending
             | Self::AwaitingOutcome
+            | Self::VoidPending
+            | Self::Voided
             | Self::NothingToRefund
             | Self::Refunded
             | Self::ManualReview => true,
@@ -114,10 +133,17 @@ mod tests {
             with_work,
             [
                 CancellationState::RefundPending,
-                CancellationState::AwaitingOutcome
+                CancellationState::AwaitingOutcome,
+                CancellationState::VoidPending,
             ]
         );
         assert!(!CancellationState::Rejected.is_accepted());
-        assert!(CancellationState::ManualReview.is_accepted());
+        for state in CancellationState::ALL {
+            assert_eq!(
+                state.is_accepted(),
+                state != CancellationState::Rejected,
+                "{state}"
+            );
+        }
     }
 }

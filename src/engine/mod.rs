@@ -1,10 +1,10 @@
 //! The refund engine: drives every accepted cancellation that still has money work to a terminal
-//! state (`refunded`, `nothing_to_refund`, or `manual_review` for a person).
+//! state (`refunded`, `voided`, `nothing_to_refund`, or `manual_review` for a person).
 //!
 //! A worker claims a batch of due rows in one short transaction (lease + attempt count), calls
 //! the wallet for each outside any transaction, and writes the batch's outcomes in one
 //! statement. A worker that dies leaves its lease to expire; another picks the rows up and calls
-//! the wallet again with the same refund id, which the wallet dedupes: at-least-once delivery,
+//! the wallet again with the same refund (or void) id, which the wallet dedupes: at-least-once delivery,
 //! exactly-once effect. The pure rules are in [`step`].
 
 pub mod step;
@@ -13,7 +13,8 @@ use crate::config::Settings;
 use crate::domain::{Backoff, CancellationState, CancellationWindow, Clock, untrusted};
 use crate::metrics::Metrics;
 use crate::store::{ClaimedWork, FoundPayment, Store, WorkError, WorkOutcome};
-use crate::wallet::{RefundOutcome, Wallet, WalletError};
+use crate::domain::PaymentStatus;
+use crate::wallet::{RefundOutcome, VoidOutcome, Wallet, WalletError};
 use futures_util::FutureExt;
 use futures_util::future::join_all;
 use serde_json::json;
@@ -439,7 +440,7 @@ impl RefundEngine {
         let policy = &self.config.policy;
         let mut found = None;
         let mut reference = None;
-        let step = match (item.state, &item.refund) {
+        let step = match (item.state, &item.refund, &item.void) {
             _ if item.problem.is_some() => {
                 step::manual_review("inconsistent", item.problem.clone().unwrap_or_default())
             }
@@ -452,7 +453,7 @@ impl RefundEngine {
                     item.attempt
                 ),
             ),
-            (CancellationState::RefundPending, Some(order)) => {
+            (CancellationState::RefundPending, Some(order), _) => {
                 let answer = self
                     .call(
                         &item.payment_request_id,
@@ -481,21 +482,55 @@ impl RefundEngine {
                 }
                 step
             }
-            (CancellationState::AwaitingOutcome, _) => {
+            (CancellationState::VoidPending, _, Some(order)) => {
+                let answer = self
+                    .call(
+                        &item.payment_request_id,
+                        &mut calls,
+                        "void",
+                        self.wallet.void(order),
+                    )
+                    .await;
+                let usable_reference = match &answer {
+                    Ok(VoidOutcome::Voided { reference: Some(r) }) => {
+                        Some(untrusted::identifier("void reference", r).map(str::to_owned))
+                    }
+                    _ => None,
+                };
+                let mut step = step::after_void(policy, item.attempt, jitter, answer);
+                match usable_reference {
+                    Some(Ok(r)) => reference = Some(r),
+                    // The hold was released, but what the wallet said about it cannot be kept.
+                    Some(Err(why)) if step.to == CancellationState::Voided => {
+                        step.to = CancellationState::ManualReview;
+                        step.error = Some(format!("the void succeeded, but {why}"));
+                        step.outcome = "bad_reference";
+                    }
+                    _ => {}
+                }
+                step
+            }
+            (CancellationState::AwaitingOutcome, _, _) => {
                 let id = &item.payment_request_id;
                 let answer = self
                     .call(id, &mut calls, "close", self.wallet.close(id))
                     .await;
                 let step = step::after_close(policy, item.attempt, jitter, answer);
-                if step.to == CancellationState::RefundPending {
-                    // It succeeded after all: check what the wallet now says of the payment
-                    // before queueing the refund of the full amount it took.
+                let expected = match step.to {
+                    CancellationState::RefundPending => Some(PaymentStatus::Success),
+                    CancellationState::VoidPending => Some(PaymentStatus::Authorized),
+                    _ => None,
+                };
+                if let Some(expected) = expected {
+                    // It succeeded (or was authorized) after all: check what the wallet now says
+                    // of the payment before queueing the refund (or void) of its full amount.
                     match self
                         .call(id, &mut calls, "payment", self.wallet.payment(id))
                         .await
                     {
                         Ok(answer) => match step::found_after_close(
                             id,
+                            expected,
                             item.known_payment.as_ref(),
                             answer,
                             &self.config.window,
@@ -517,7 +552,7 @@ impl RefundEngine {
                     step
                 }
             }
-            (state, _) => step::manual_review(
+            (state, _, _) => step::manual_review(
                 "inconsistent",
                 format!("claimed in state {state} without work to do"),
             ),
@@ -556,12 +591,14 @@ impl RefundEngine {
                 .map(|d| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)),
             last_error: error.clone(),
             refund_status: step.refund_status,
+            void_status: step.void_status,
             wallet_reference,
             detail: json!({
                 "attempt": item.attempt,
                 "outcome": step.outcome,
                 "error": error,
                 "refundId": item.refund.as_ref().map(|r| r.refund_id),
+                "voidId": item.void.as_ref().map(|v| v.void_id),
                 "corrected": found.as_ref().map(|f| json!({
                     "paymentId": f.payment_id,
                     "amount": f.amount.to_string(),

@@ -5,7 +5,7 @@ use crate::domain::{
     Backoff, CancellationState, CancellationWindow, Money, Payment, PaymentStatus, untrusted,
 };
 use crate::store::{FoundPayment, KnownPayment};
-use crate::wallet::{CloseOutcome, RefundOutcome, WalletError};
+use crate::wallet::{CloseOutcome, RefundOutcome, VoidOutcome, WalletError};
 use std::time::Duration;
 
 /// The state a step leads to, and what to record with it.
@@ -16,6 +16,8 @@ pub struct Step {
     pub retry_in: Option<Duration>,
     /// The refund row's new status, when there is one to update.
     pub refund_status: Option<&'static str>,
+    /// The void row's new status, when there is one to update.
+    pub void_status: Option<&'static str>,
     /// Why the last attempt did not finish, for operators.
     pub error: Option<String>,
     /// The wallet's outcome in one word, for the audit log.
@@ -38,37 +40,62 @@ impl RetryPolicy {
         jitter: f64,
         outcome: &'static str,
         error: Option<String>,
-        refund_status: Option<&'static str>,
+        status: RowStatus,
     ) -> Step {
         if attempt >= self.max_attempts {
             return Step {
                 to: CancellationState::ManualReview,
                 retry_in: None,
-                refund_status,
                 error: Some(format!(
                     "gave up after {attempt} attempts: {}",
                     error.as_deref().unwrap_or(outcome)
                 )),
                 outcome,
+                ..status.step()
             };
         }
         Step {
             to: from,
             retry_in: Some(self.backoff.delay(attempt, jitter)),
-            refund_status,
             error,
             outcome,
+            ..status.step()
         }
     }
 }
 
-fn done(to: CancellationState, refund_status: Option<&'static str>, outcome: &'static str) -> Step {
+/// The new status of the refund or void row a step updates, if any.
+#[derive(Debug, Clone, Copy)]
+enum RowStatus {
+    Unchanged,
+    Refund(&'static str),
+    Void(&'static str),
+}
+
+impl RowStatus {
+    /// A step with only this status set (the rest to be filled in).
+    fn step(self) -> Step {
+        let (refund_status, void_status) = match self {
+            Self::Unchanged => (None, None),
+            Self::Refund(s) => (Some(s), None),
+            Self::Void(s) => (None, Some(s)),
+        };
+        Step {
+            to: CancellationState::ManualReview,
+            retry_in: None,
+            refund_status,
+            void_status,
+            error: None,
+            outcome: "",
+        }
+    }
+}
+
+fn done(to: CancellationState, status: RowStatus, outcome: &'static str) -> Step {
     Step {
         to,
-        retry_in: None,
-        refund_status,
-        error: None,
         outcome,
+        ..status.step()
     }
 }
 
@@ -85,14 +112,13 @@ pub fn after_refund(
         Ok(RefundOutcome::Succeeded { amount, .. }) => match amount {
             Some(paid) if paid != owed => Step {
                 to: ManualReview,
-                retry_in: None,
-                refund_status: Some("failed"),
                 error: Some(format!(
                     "the wallet refunded {paid}, the cancellation owes {owed}"
                 )),
                 outcome: "amount_mismatch",
+                ..RowStatus::Refund("failed").step()
             },
-            _ => done(Refunded, Some("succeeded"), "succeeded"),
+            _ => done(Refunded, RowStatus::Refund("succeeded"), "succeeded"),
         },
         Ok(RefundOutcome::Pending) => policy.again(
             RefundPending,
@@ -100,14 +126,13 @@ pub fn after_refund(
             jitter,
             "pending",
             None,
-            Some("pending"),
+            RowStatus::Refund("pending"),
         ),
         Ok(RefundOutcome::Failed { reason }) => Step {
             to: ManualReview,
-            retry_in: None,
-            refund_status: Some("failed"),
             error: Some(format!("the wallet refused the refund: {reason}")),
             outcome: "failed",
+            ..RowStatus::Refund("failed").step()
         },
         Err(e) => policy.again(
             RefundPending,
@@ -115,45 +140,102 @@ pub fn after_refund(
             jitter,
             "error",
             Some(e.to_string()),
+            RowStatus::Unchanged,
+        ),
+    }
+}
+
+/// After a `void` call for a `void_pending` cancellation. `AlreadyCaptured` leads to
+/// `refund_pending`, due at once: the hold became a charge, so the full amount the void was for
+/// is refunded instead (the store queues that refund from the void row).
+pub fn after_void(
+    policy: &RetryPolicy,
+    attempt: i32,
+    jitter: f64,
+    answer: Result<VoidOutcome, WalletError>,
+) -> Step {
+    use CancellationState::{ManualReview, RefundPending, VoidPending, Voided};
+    match answer {
+        Ok(VoidOutcome::Voided { .. }) => done(Voided, RowStatus::Void("voided"), "voided"),
+        Ok(VoidOutcome::AlreadyCaptured) => Step {
+            to: RefundPending,
+            retry_in: Some(Duration::ZERO),
+            outcome: "already_captured",
+            ..RowStatus::Void("captured").step()
+        },
+        Ok(VoidOutcome::Pending) => policy.again(
+            VoidPending,
+            attempt,
+            jitter,
+            "pending",
             None,
+            RowStatus::Void("pending"),
+        ),
+        Ok(VoidOutcome::Failed { reason }) => Step {
+            to: ManualReview,
+            error: Some(format!("the wallet refused the void: {reason}")),
+            outcome: "failed",
+            ..RowStatus::Void("failed").step()
+        },
+        Err(e) => policy.again(
+            VoidPending,
+            attempt,
+            jitter,
+            "error",
+            Some(e.to_string()),
+            RowStatus::Unchanged,
         ),
     }
 }
 
 /// After a `close` call for an `awaiting_outcome` cancellation. `AlreadySucceeded` leads to
-/// `refund_pending`: the caller must have the payment's amount to queue the refund.
+/// `refund_pending` (`AlreadyAuthorized` to `void_pending`): the caller must look the payment up
+/// to queue its refund (void) of the full amount.
 pub fn after_close(
     policy: &RetryPolicy,
     attempt: i32,
     jitter: f64,
     answer: Result<CloseOutcome, WalletError>,
 ) -> Step {
-    use CancellationState::{AwaitingOutcome, NothingToRefund, RefundPending};
+    use CancellationState::{AwaitingOutcome, NothingToRefund, RefundPending, VoidPending};
     match answer {
-        Ok(CloseOutcome::Closed) => done(NothingToRefund, None, "closed"),
-        Ok(CloseOutcome::AlreadyFailed) => done(NothingToRefund, None, "already_failed"),
+        Ok(CloseOutcome::Closed) => done(NothingToRefund, RowStatus::Unchanged, "closed"),
+        Ok(CloseOutcome::AlreadyFailed) => {
+            done(NothingToRefund, RowStatus::Unchanged, "already_failed")
+        }
         Ok(CloseOutcome::AlreadySucceeded) => Step {
             to: RefundPending,
             retry_in: Some(Duration::ZERO),
-            refund_status: None,
-            error: None,
             outcome: "already_succeeded",
+            ..RowStatus::Unchanged.step()
         },
-        Ok(CloseOutcome::Pending) => {
-            policy.again(AwaitingOutcome, attempt, jitter, "pending", None, None)
-        }
+        Ok(CloseOutcome::AlreadyAuthorized) => Step {
+            to: VoidPending,
+            retry_in: Some(Duration::ZERO),
+            outcome: "already_authorized",
+            ..RowStatus::Unchanged.step()
+        },
+        Ok(CloseOutcome::Pending) => policy.again(
+            AwaitingOutcome,
+            attempt,
+            jitter,
+            "pending",
+            None,
+            RowStatus::Unchanged,
+        ),
         Err(e) => policy.again(
             AwaitingOutcome,
             attempt,
             jitter,
             "error",
             Some(e.to_string()),
-            None,
+            RowStatus::Unchanged,
         ),
     }
 }
 
-/// A close that found a success, but the payment could not be read to queue its refund.
+/// A close that found a success (or an authorization), but the payment could not be read to
+/// queue its refund (or void).
 pub fn lookup_failed(policy: &RetryPolicy, attempt: i32, jitter: f64, error: String) -> Step {
     policy.again(
         CancellationState::AwaitingOutcome,
@@ -161,7 +243,7 @@ pub fn lookup_failed(policy: &RetryPolicy, attempt: i32, jitter: f64, error: Str
         jitter,
         "error",
         Some(error),
-        None,
+        RowStatus::Unchanged,
     )
 }
 
@@ -173,17 +255,23 @@ pub fn retry_error(
     jitter: f64,
     error: String,
 ) -> Step {
-    policy.again(from, attempt, jitter, "error", Some(error), None)
+    policy.again(
+        from,
+        attempt,
+        jitter,
+        "error",
+        Some(error),
+        RowStatus::Unchanged,
+    )
 }
 
 /// A step that hands the row to a person, at once.
 pub fn manual_review(outcome: &'static str, error: String) -> Step {
     Step {
         to: CancellationState::ManualReview,
-        retry_in: None,
-        refund_status: None,
         error: Some(error),
         outcome,
+        ..RowStatus::Unchanged.step()
     }
 }
 
@@ -198,26 +286,32 @@ pub enum FoundAfterClose {
     Refuse(String),
 }
 
-/// Checks the payment the wallet reports after its close answered "already succeeded", as the
-/// cancel path checks its lookup: the same paymentRequestId, SUCCESS, nothing refunded yet, a
-/// usable paymentId, and, when the payment was known at decision time, the same paymentId and
-/// amount. The settlement day T is taken from the payment's own creation time.
+/// Checks the payment the wallet reports after its close answered "already succeeded" (the
+/// lookup must say `expected` SUCCESS) or "already authorized" (AUTHORIZED), as the cancel path
+/// checks its lookup: the same paymentRequestId, the status the close reported, nothing refunded
+/// yet, a usable paymentId, and, when the payment was known at decision time, the same paymentId
+/// and amount. The settlement day T is taken from the payment's own creation time.
 pub fn found_after_close(
     payment_request_id: &str,
+    expected: PaymentStatus,
     known: Option<&KnownPayment>,
     answer: Option<Payment>,
     window: &CancellationWindow,
 ) -> FoundAfterClose {
     use FoundAfterClose::{Found, Refuse, Retry};
     let Some(p) = answer else {
-        return Retry("the wallet says the payment succeeded but cannot find it".into());
+        return Retry(format!(
+            "the wallet's close says the payment is {}, but its lookup cannot find it",
+            expected.as_str()
+        ));
     };
     if p.payment_request_id != payment_request_id {
         return Refuse("the wallet's lookup answered about another paymentRequestId".into());
     }
-    if p.status != PaymentStatus::Success {
+    if p.status != expected {
         return Refuse(format!(
-            "the wallet's close said the payment succeeded, its lookup says {}",
+            "the wallet's close said the payment is {}, its lookup says {}",
+            expected.as_str(),
             p.status.as_str()
         ));
     }
@@ -286,6 +380,7 @@ mod tests {
         let window = CancellationWindow::default();
         let found = found_after_close(
             "p",
+            PaymentStatus::Success,
             None,
             Some(succeeded("p", "2026-11-20T23:59:50+08:00")),
             &window,
@@ -302,7 +397,7 @@ mod tests {
         let window = CancellationWindow::default();
         let ok = || succeeded("p", "2026-11-20T10:00:00+08:00");
         let check = |known: Option<&KnownPayment>, p: Option<Payment>| {
-            found_after_close("p", known, p, &window)
+            found_after_close("p", PaymentStatus::Success, known, p, &window)
         };
         assert!(matches!(check(None, None), FoundAfterClose::Retry(_)));
         let refused = [

@@ -21,14 +21,32 @@ pub struct NewCancellation<'a> {
     pub payment_created_at: Option<DateTime<Utc>>,
     pub settlement_date: NaiveDate,
     pub now: DateTime<Utc>,
-    /// The refund owed, queued in the same transaction.
-    pub refund: Option<QueuedRefund<'a>>,
+    /// What the cancellation owes, queued in the same transaction: a refund in
+    /// `refund_pending`, the release of an authorization hold (a void) in `void_pending`.
+    pub reversal: Option<QueuedReversal<'a>>,
 }
 
+/// The full amount of a payment, to refund or (an authorization) to release.
 #[derive(Debug, Clone)]
-pub struct QueuedRefund<'a> {
+pub struct QueuedReversal<'a> {
     pub payment_id: &'a str,
     pub amount: Money,
+}
+
+impl NewCancellation<'_> {
+    /// The refund to queue: the reversal of a `refund_pending` decision.
+    fn refund(&self) -> Option<&QueuedReversal<'_>> {
+        self.reversal
+            .as_ref()
+            .filter(|_| self.state == CancellationState::RefundPending)
+    }
+
+    /// The void to queue: the reversal of a `void_pending` decision.
+    fn void(&self) -> Option<&QueuedReversal<'_>> {
+        self.reversal
+            .as_ref()
+            .filter(|_| self.state == CancellationState::VoidPending)
+    }
 }
 
 /// The answer stored for a paymentRequestId, with what it was given for.
@@ -82,6 +100,9 @@ pub struct CancellationRecord {
     pub last_error: Option<String>,
     pub refund_id: Option<uuid::Uuid>,
     pub refund_status: Option<String>,
+    /// The release of an authorization hold, for a cancelled AUTHORIZED payment.
+    pub void_id: Option<uuid::Uuid>,
+    pub void_status: Option<String>,
 }
 
 impl Store {
@@ -160,7 +181,7 @@ impl Store {
     }
 
     /// Makes a decision durable in one statement (one transaction, one round trip): the
-    /// cancellation row, the refund it owes (at most one per id: primary key) and the audit
+    /// cancellation row, the refund or void it owes (at most one per id: primary keys) and the audit
     /// event. If a concurrent request for the same id committed first, the insert waits for it
     /// and this returns its answer instead.
     pub async fn record(&self, new: &NewCancellation<'_>) -> Result<Recorded, sqlx::Error> {
@@ -168,7 +189,8 @@ impl Store {
         let detail = json!({
             "resultCode": new.result_code,
             "paymentStatus": new.payment_status,
-            "refund": new.refund.as_ref().map(|r| r.amount.to_string()),
+            "refund": new.refund().map(|r| r.amount.to_string()),
+            "void": new.void().map(|r| r.amount.to_string()),
         });
         let inserted = sqlx::query_scalar!(
             r#"WITH decided AS (
@@ -183,6 +205,10 @@ impl Store {
                  INSERT INTO refunds (payment_request_id, payment_id, amount_value, currency, created_at)
                  SELECT payment_request_id, $16, $17, $18, $14 FROM decided
                   WHERE $16::text IS NOT NULL),
+               void AS (
+                 INSERT INTO voids (payment_request_id, payment_id, amount_value, currency, created_at)
+                 SELECT payment_request_id, $20, $21, $22, $14 FROM decided
+                  WHERE $20::text IS NOT NULL),
                audit AS (
                  INSERT INTO audit_events (payment_request_id, occurred_at, event, to_state, detail)
                  SELECT payment_request_id, $14, 'cancel_decided', $4, $19::text::jsonb FROM decided)
@@ -202,10 +228,13 @@ impl Store {
             new.settlement_date,
             new.now,
             next_attempt_at,
-            new.refund.as_ref().map(|r| r.payment_id),
-            new.refund.as_ref().map(|r| r.amount.minor_units),
-            new.refund.as_ref().map(|r| r.amount.currency.code()),
+            new.refund().map(|r| r.payment_id),
+            new.refund().map(|r| r.amount.minor_units),
+            new.refund().map(|r| r.amount.currency.code()),
             detail.to_string(),
+            new.void().map(|r| r.payment_id),
+            new.void().map(|r| r.amount.minor_units),
+            new.void().map(|r| r.amount.currency.code()),
         )
         .fetch_one(&self.pool)
         .await?;
@@ -230,9 +259,11 @@ impl Store {
                       c.result_status, c.payment_id, c.payment_status, c.amount_value, c.currency,
                       c.payment_created_at, c.settlement_date, c.requested_at, c.updated_at,
                       c.attempts, c.next_attempt_at, c.last_error,
-                      r.refund_id AS "refund_id?", r.status AS "refund_status?"
+                      r.refund_id AS "refund_id?", r.status AS "refund_status?",
+                      v.void_id AS "void_id?", v.status AS "void_status?"
                  FROM cancellations c
                  LEFT JOIN refunds r ON r.payment_request_id = c.payment_request_id
+                 LEFT JOIN voids v ON v.payment_request_id = c.payment_request_id
                 WHERE c.payment_request_id = $1"#,
             payment_request_id
         )

@@ -6,7 +6,7 @@ mod operator;
 mod work;
 
 pub use cancellations::{
-    CancellationRecord, NewCancellation, Prior, QueuedRefund, Recorded, StoredAnswer,
+    CancellationRecord, NewCancellation, Prior, QueuedReversal, Recorded, StoredAnswer,
 };
 
 pub use operator::{

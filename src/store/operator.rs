@@ -7,7 +7,7 @@
 //! index range scan however deep it is (no OFFSET).
 //!
 //! A bulk requeue works in chunks of [`REQUEUE_CHUNK`] rows, each chunk one statement (one
-//! transaction) that moves the rows, resets their refunds and writes one audit event per row.
+//! transaction) that moves the rows, resets their refunds and voids and writes one audit event per row.
 //! Chunks rather than one transaction: a requeue of a large outage then never holds thousands of
 //! row locks (which replays and the engine would queue behind) nor one long write transaction;
 //! a failure midway leaves every finished chunk complete and audited, and running the command
@@ -124,7 +124,10 @@ impl Store {
             r#"UPDATE cancellations c
                   SET state = CASE WHEN EXISTS (SELECT 1 FROM refunds r
                                                  WHERE r.payment_request_id = c.payment_request_id)
-                                   THEN 'refund_pending' ELSE 'awaiting_outcome' END,
+                                   THEN 'refund_pending'
+                                   WHEN EXISTS (SELECT 1 FROM voids v
+                                                 WHERE v.payment_request_id = c.payment_request_id)
+                                   THEN 'void_pending' ELSE 'awaiting_outcome' END,
                       attempts = 0, close_attempts = 0, next_attempt_at = $2, last_error = NULL, nudged_at = NULL,
                       lease_expires_at = NULL, lease_token = NULL, updated_at = $2
                 WHERE payment_request_id = $1 AND state = 'manual_review'
@@ -141,6 +144,13 @@ impl Store {
         sqlx::query!(
             r#"UPDATE refunds SET status = 'queued', completed_at = NULL
                 WHERE payment_request_id = $1 AND status <> 'succeeded'"#,
+            payment_request_id,
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            r#"UPDATE voids SET status = 'queued', completed_at = NULL
+                WHERE payment_request_id = $1 AND status IN ('pending', 'failed')"#,
             payment_request_id,
         )
         .execute(&mut *tx)
@@ -203,7 +213,10 @@ impl Store {
                      UPDATE cancellations c
                         SET state = CASE WHEN EXISTS (SELECT 1 FROM refunds r
                                                        WHERE r.payment_request_id = c.payment_request_id)
-                                         THEN 'refund_pending' ELSE 'awaiting_outcome' END,
+                                         THEN 'refund_pending'
+                                         WHEN EXISTS (SELECT 1 FROM voids v
+                                                       WHERE v.payment_request_id = c.payment_request_id)
+                                         THEN 'void_pending' ELSE 'awaiting_outcome' END,
                             attempts = 0, close_attempts = 0, next_attempt_at = $2, last_error = NULL, nudged_at = NULL,
                             lease_expires_at = NULL, lease_token = NULL, updated_at = $2
                        FROM picked
@@ -215,6 +228,11 @@ impl Store {
                        FROM requeued
                       WHERE r.payment_request_id = requeued.payment_request_id
                         AND r.status <> 'succeeded'),
+                   voids_reset AS (
+                     UPDATE voids v SET status = 'queued', completed_at = NULL
+                       FROM requeued
+                      WHERE v.payment_request_id = requeued.payment_request_id
+                        AND v.status IN ('pending', 'failed')),
                    audit AS (
                      INSERT INTO audit_events (payment_request_id, occurred_at, event, from_state, to_state, detail)
                      SELECT payment_request_id, $2, 'requeued', 'manual_review', state,
@@ -259,9 +277,11 @@ impl Store {
                       c.result_status, c.payment_id, c.payment_status, c.amount_value, c.currency,
                       c.payment_created_at, c.settlement_date, c.requested_at, c.updated_at,
                       c.attempts, c.next_attempt_at, c.last_error,
-                      r.refund_id AS "refund_id?", r.status AS "refund_status?"
+                      r.refund_id AS "refund_id?", r.status AS "refund_status?",
+                      v.void_id AS "void_id?", v.status AS "void_status?"
                  FROM cancellations c
                  LEFT JOIN refunds r ON r.payment_request_id = c.payment_request_id
+                 LEFT JOIN voids v ON v.payment_request_id = c.payment_request_id
                 WHERE c.state = $1 AND (c.requested_at, c.payment_request_id) > ($2, $3)
                 ORDER BY c.requested_at, c.payment_request_id
                 LIMIT $4"#,

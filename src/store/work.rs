@@ -4,7 +4,7 @@
 
 use super::Store;
 use crate::domain::{CancellationState, Currency, Money};
-use crate::wallet::RefundOrder;
+use crate::wallet::{RefundOrder, VoidOrder};
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
@@ -18,6 +18,8 @@ pub struct ClaimedWork {
     pub lease_token: Uuid,
     /// The refund owed (refund_pending rows).
     pub refund: Option<RefundOrder>,
+    /// The authorization hold to release (void_pending rows).
+    pub void: Option<VoidOrder>,
     /// The payment as recorded when the cancel was decided (None: unknown then): a later
     /// answer of the wallet's about it must agree.
     pub known_payment: Option<KnownPayment>,
@@ -34,8 +36,8 @@ pub struct KnownPayment {
 }
 
 /// The payment as the wallet finally reported it (a payment unknown or in flight at decision
-/// time that turned out to have succeeded): the stored facts and the settlement day T are
-/// corrected from it, so the report lists it under its true day.
+/// time that turned out to have succeeded, or to be an authorization): the stored facts and the
+/// settlement day T are corrected from it, so the report lists it under its true day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundPayment {
     pub payment_id: String,
@@ -56,9 +58,14 @@ pub struct WorkOutcome {
     pub last_error: Option<String>,
     /// New status of the existing refund row, if it changed.
     pub refund_status: Option<&'static str>,
+    /// New status of the existing void row, if it changed. `captured` with `to` refund_pending
+    /// queues the refund of the void's full amount.
+    pub void_status: Option<&'static str>,
+    /// The wallet's reference for the refund or the void whose status this outcome sets.
     pub wallet_reference: Option<String>,
-    /// The payment found to have succeeded after all: its refund is queued now (when
-    /// `to` is refund_pending) and the stored facts are corrected from it.
+    /// The payment found to have succeeded (or been authorized) after all: its refund (or
+    /// void) is queued now, when `to` is refund_pending (or void_pending), and the stored facts
+    /// are corrected from it.
     pub found: Option<FoundPayment>,
     /// The audit event's detail: the wallet calls made, their outcomes and durations.
     pub detail: serde_json::Value,
@@ -139,13 +146,17 @@ impl Store {
                       lease_expires_at = clock_timestamp() + make_interval(secs => $2),
                       lease_token = gen_random_uuid(), nudged_at = NULL, updated_at = $1
                  FROM due LEFT JOIN refunds r ON r.payment_request_id = due.payment_request_id
+                          LEFT JOIN voids v ON v.payment_request_id = due.payment_request_id
                 WHERE c.payment_request_id = due.payment_request_id
             RETURNING c.payment_request_id, c.state, c.attempts, c.close_attempts,
                       c.lease_token AS "lease_token!",
                       c.payment_id AS "known_payment_id?", c.amount_value AS "known_amount?",
                       c.currency AS "known_currency?",
                       r.refund_id AS "refund_id?", r.payment_id AS "refund_payment_id?",
-                      r.amount_value AS "refund_amount?", r.currency AS "refund_currency?""#,
+                      r.amount_value AS "refund_amount?", r.currency AS "refund_currency?",
+                      v.void_id AS "void_id?", v.payment_id AS "void_payment_id?",
+                      v.amount_value AS "void_amount?", v.currency AS "void_currency?",
+                      v.status AS "void_status?""#,
             now,
             lease.as_secs_f64(),
             limit,
@@ -198,8 +209,39 @@ impl Store {
                         }
                         _ => None,
                     };
+                let void = match (
+                    row.void_id,
+                    row.void_payment_id,
+                    row.void_amount,
+                    row.void_currency,
+                ) {
+                    (Some(void_id), Some(payment_id), Some(value), Some(currency)) => {
+                        match money(value, &currency) {
+                            Ok(amount) => Some(VoidOrder {
+                                void_id,
+                                payment_request_id: row.payment_request_id.clone(),
+                                payment_id,
+                                amount,
+                            }),
+                            Err(e) => {
+                                problem.get_or_insert_with(|| format!("stored void amount: {e}"));
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
                 if state == CancellationState::RefundPending && refund.is_none() {
                     problem.get_or_insert_with(|| "refund_pending without a refund".into());
+                }
+                if state == CancellationState::VoidPending {
+                    if void.is_none() {
+                        problem.get_or_insert_with(|| "void_pending without a void".into());
+                    } else if refund.is_some() || row.void_status.as_deref() == Some("captured") {
+                        problem.get_or_insert_with(|| {
+                            "void_pending for a hold already captured and refunded".into()
+                        });
+                    }
                 }
                 let attempt = match state {
                     CancellationState::AwaitingOutcome => row.close_attempts,
@@ -211,6 +253,7 @@ impl Store {
                     attempt,
                     lease_token: row.lease_token,
                     refund,
+                    void,
                     known_payment,
                     problem,
                 })
@@ -256,6 +299,7 @@ impl Store {
         let mut next_at = Vec::with_capacity(n);
         let mut errors = Vec::with_capacity(n);
         let mut refund_status = Vec::with_capacity(n);
+        let mut void_status = Vec::with_capacity(n);
         let mut references = Vec::with_capacity(n);
         let mut found_payment_ids = Vec::with_capacity(n);
         let mut found_amounts = Vec::with_capacity(n);
@@ -272,6 +316,7 @@ impl Store {
             next_at.push(o.next_attempt_at);
             errors.push(o.last_error.clone());
             refund_status.push(o.refund_status.map(str::to_owned));
+            void_status.push(o.void_status.map(str::to_owned));
             references.push(o.wallet_reference.clone());
             let found = o.found.as_ref();
             found_payment_ids.push(found.map(|f| f.payment_id.clone()));
@@ -287,16 +332,20 @@ impl Store {
                  SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[],
                                       $5::timestamptz[], $6::text[], $7::text[], $8::text[],
                                       $9::text[], $10::int8[], $11::text[], $12::text[],
-                                      $13::timestamptz[], $14::date[], $15::text[])
+                                      $13::timestamptz[], $14::date[], $15::text[], $17::text[])
                    AS u(id, token, from_state, to_state, next_at, last_error, refund_status,
                         reference, found_payment_id, found_amount, found_currency, found_status,
-                        found_created_at, found_day, detail)),
+                        found_created_at, found_day, detail, void_status)),
                done AS (
                  UPDATE cancellations c
                     SET state = u.to_state,
                         next_attempt_at = CASE WHEN c.nudged_at IS NOT NULL AND u.next_at IS NOT NULL
                                                THEN least(u.next_at, $16) ELSE u.next_at END,
                         last_error = u.last_error, nudged_at = NULL,
+                        -- A captured hold is refunded afresh: the void's attempts are not the
+                        -- refund's.
+                        attempts = CASE WHEN u.from_state = 'void_pending' AND u.to_state = 'refund_pending'
+                                        THEN 0 ELSE c.attempts END,
                         lease_expires_at = NULL, lease_token = NULL, updated_at = $16,
                         payment_id = coalesce(u.found_payment_id, c.payment_id),
                         amount_value = coalesce(u.found_amount, c.amount_value),
@@ -315,11 +364,31 @@ impl Store {
                                             THEN $16 ELSE r.completed_at END
                    FROM u JOIN done ON done.payment_request_id = u.id
                   WHERE r.payment_request_id = u.id AND u.refund_status IS NOT NULL),
+               void_update AS (
+                 UPDATE voids v
+                    SET status = u.void_status,
+                        wallet_reference = coalesce(u.reference, v.wallet_reference),
+                        completed_at = CASE WHEN u.void_status IN ('voided', 'failed', 'captured')
+                                            THEN $16 ELSE v.completed_at END
+                   FROM u JOIN done ON done.payment_request_id = u.id
+                  WHERE v.payment_request_id = u.id AND u.void_status IS NOT NULL),
                refund_insert AS (
                  INSERT INTO refunds (payment_request_id, payment_id, amount_value, currency, created_at)
                  SELECT u.id, u.found_payment_id, u.found_amount, u.found_currency, $16
                    FROM u JOIN done ON done.payment_request_id = u.id
                   WHERE u.found_payment_id IS NOT NULL AND u.to_state = 'refund_pending'
+                 UNION ALL
+                 -- The hold was captured: the refund of the full amount the void was for.
+                 SELECT v.payment_request_id, v.payment_id, v.amount_value, v.currency, $16
+                   FROM u JOIN done ON done.payment_request_id = u.id
+                   JOIN voids v ON v.payment_request_id = u.id
+                  WHERE u.void_status = 'captured' AND u.to_state = 'refund_pending'
+                 ON CONFLICT (payment_request_id) DO NOTHING),
+               void_insert AS (
+                 INSERT INTO voids (payment_request_id, payment_id, amount_value, currency, created_at)
+                 SELECT u.id, u.found_payment_id, u.found_amount, u.found_currency, $16
+                   FROM u JOIN done ON done.payment_request_id = u.id
+                  WHERE u.found_payment_id IS NOT NULL AND u.to_state = 'void_pending'
                  ON CONFLICT (payment_request_id) DO NOTHING),
                audit AS (
                  INSERT INTO audit_events (payment_request_id, occurred_at, event, from_state, to_state, detail)
@@ -342,6 +411,7 @@ impl Store {
             &found_days as &[Option<NaiveDate>],
             &details,
             now,
+            &void_status as &[Option<String>],
         )
         .fetch_all(&self.pool)
         .await?;

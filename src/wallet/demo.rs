@@ -1,8 +1,13 @@
 //! A wallet kept in PostgreSQL (`demo_payments`, `demo_refunds`), for trying the service locally
 //! with `mpp-cancel demo pay`. It behaves like a well-mannered ledger: refunds dedupe on
-//! `refund_id`, closing a PROCESSING payment fails it.
+//! `refund_id`, voids on `void_id`, closing a PROCESSING payment fails it. An AUTHORIZED payment
+//! (a card authorization) is released by `void` (status VOIDED, reported as FAILED by lookups: it
+//! took no money) or captured by `mpp-cancel demo capture` (status SUCCESS), so a void that comes
+//! after the capture answers ALREADY_CAPTURED.
 
-use super::{CloseOutcome, RefundOrder, RefundOutcome, Wallet, WalletError};
+use super::{
+    CloseOutcome, RefundOrder, RefundOutcome, VoidOrder, VoidOutcome, Wallet, WalletError,
+};
 use crate::domain::{Currency, Money, Payment, PaymentStatus};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -57,6 +62,29 @@ impl DemoWallet {
         .map(|row| row.payment_id)
     }
 
+    /// Captures an authorization: the held funds become a charge (status SUCCESS). Returns
+    /// false when the payment is not AUTHORIZED (unknown, already captured, released, ...).
+    pub async fn capture(&self, payment_request_id: &str) -> Result<bool, sqlx::Error> {
+        let captured = sqlx::query!(
+            "UPDATE demo_payments SET status = 'SUCCESS' WHERE payment_request_id = $1 AND status = 'AUTHORIZED'",
+            payment_request_id
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(captured == 1)
+    }
+
+    /// The voids the demo ledger has performed for a payment (their void ids).
+    pub async fn voids_of(&self, payment_request_id: &str) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
+        sqlx::query_scalar!(
+            "SELECT void_id FROM demo_voids WHERE payment_request_id = $1 ORDER BY created_at",
+            payment_request_id
+        )
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// The refunds the demo ledger has performed for a payment, as (refund_id, amount).
     pub async fn refunds_of(
         &self,
@@ -93,8 +121,12 @@ impl Wallet for DemoWallet {
         Ok(Some(Payment {
             payment_request_id: row.payment_request_id,
             payment_id: row.payment_id,
-            status: PaymentStatus::parse(&row.status)
-                .ok_or_else(|| bad(format!("status {:?}", row.status)))?,
+            // A released authorization took no money: to a lookup it is a failed payment.
+            status: match row.status.as_str() {
+                "VOIDED" => PaymentStatus::Failed,
+                other => PaymentStatus::parse(other)
+                    .ok_or_else(|| bad(format!("status {:?}", row.status)))?,
+            },
             amount: Money::new(row.amount_value, currency).map_err(|e| bad(e.to_string()))?,
             created_at: row.created_at,
             refunded_minor_units: row.refunded_value,
@@ -118,6 +150,7 @@ impl Wallet for DemoWallet {
         Ok(match (row.closed, row.status.as_deref()) {
             (1.., _) => CloseOutcome::Closed,
             (_, Some("SUCCESS")) => CloseOutcome::AlreadySucceeded,
+            (_, Some("AUTHORIZED")) => CloseOutcome::AlreadyAuthorized,
             (_, Some(_)) => CloseOutcome::AlreadyFailed,
             // Never seen: nothing can arrive any more (the pay flow consults the guard).
             (_, None) => CloseOutcome::Closed,
@@ -153,5 +186,62 @@ impl Wallet for DemoWallet {
             amount: Some(order.amount),
             reference: Some(order.refund_id.to_string()),
         })
+    }
+
+    async fn void(&self, order: &VoidOrder) -> Result<VoidOutcome, WalletError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // The payment's row lock serializes voids and captures of one authorization.
+        let status = sqlx::query_scalar!(
+            "SELECT status FROM demo_payments WHERE payment_request_id = $1 FOR UPDATE",
+            order.payment_request_id
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let seen = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!" FROM demo_voids WHERE void_id = $1"#,
+            order.void_id
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let outcome = match status.as_deref() {
+            // A repeat of a void already performed: the same answer, no second effect.
+            _ if seen > 0 => VoidOutcome::Voided {
+                reference: Some(order.void_id.to_string()),
+            },
+            Some("AUTHORIZED") => {
+                sqlx::query!(
+                    "UPDATE demo_payments SET status = 'VOIDED' WHERE payment_request_id = $1",
+                    order.payment_request_id
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                sqlx::query!(
+                    "INSERT INTO demo_voids (void_id, payment_request_id) VALUES ($1, $2)",
+                    order.void_id,
+                    order.payment_request_id
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                VoidOutcome::Voided {
+                    reference: Some(order.void_id.to_string()),
+                }
+            }
+            Some("SUCCESS") => VoidOutcome::AlreadyCaptured,
+            Some("VOIDED") => VoidOutcome::Failed {
+                reason: "the authorization was already released by another void".into(),
+            },
+            Some(other) => VoidOutcome::Failed {
+                reason: format!("the payment is {other}, not an authorization"),
+            },
+            None => VoidOutcome::Failed {
+                reason: "no such payment".into(),
+            },
+        };
+        tx.commit().await.map_err(unavailable)?;
+        Ok(outcome)
     }
 }

@@ -23,7 +23,9 @@
 //! The bearer token travels only in a sensitive header value: it is never logged, never printed
 //! by `Debug`, and scrubbed from any text of the wallet's that ends up in an error.
 
-use super::{CloseOutcome, RefundOrder, RefundOutcome, Wallet, WalletError};
+use super::{
+    CloseOutcome, RefundOrder, RefundOutcome, VoidOrder, VoidOutcome, Wallet, WalletError,
+};
 use crate::domain::money::parse_minor_units;
 use crate::domain::untrusted;
 use crate::domain::{Currency, Money, Payment, PaymentStatus};
@@ -180,7 +182,7 @@ impl HttpWallet {
         operation: &'static str,
         method: Method,
         url: String,
-        body: Option<&WireRefundRequest<'_>>,
+        body: Option<&WireOrder<'_>>,
     ) -> Result<reqwest::Response, WalletError> {
         let started = Instant::now();
         let mut request = self.client.request(method, url).timeout(self.timeout);
@@ -383,6 +385,7 @@ impl Wallet for HttpWallet {
         match wire.status.as_str() {
             "CLOSED" => Ok(CloseOutcome::Closed),
             "ALREADY_SUCCEEDED" => Ok(CloseOutcome::AlreadySucceeded),
+            "ALREADY_AUTHORIZED" => Ok(CloseOutcome::AlreadyAuthorized),
             "ALREADY_FAILED" => Ok(CloseOutcome::AlreadyFailed),
             "PENDING" => Ok(CloseOutcome::Pending),
             other => Err(self.bad(OP, format_args!("unknown status {other:?}"))),
@@ -391,8 +394,8 @@ impl Wallet for HttpWallet {
 
     async fn refund(&self, order: &RefundOrder) -> Result<RefundOutcome, WalletError> {
         const OP: &str = "refund";
-        let request = WireRefundRequest {
-            refund_id: order.refund_id.hyphenated().to_string(),
+        let request = WireOrder {
+            id: WireOrderId::Refund(order.refund_id.hyphenated().to_string()),
             payment_request_id: &order.payment_request_id,
             payment_id: &order.payment_id,
             amount: WireAmountOut {
@@ -436,6 +439,47 @@ impl Wallet for HttpWallet {
                 reason: match wire.message.as_deref().map(|m| self.scrub(m)) {
                     Some(message) if !message.is_empty() => message,
                     _ => "the wallet refused the refund without a message".to_owned(),
+                },
+            }),
+            other => Err(self.bad(OP, format_args!("unknown status {other:?}"))),
+        }
+    }
+
+    async fn void(&self, order: &VoidOrder) -> Result<VoidOutcome, WalletError> {
+        const OP: &str = "void";
+        let request = WireOrder {
+            id: WireOrderId::Void(order.void_id.hyphenated().to_string()),
+            payment_request_id: &order.payment_request_id,
+            payment_id: &order.payment_id,
+            amount: WireAmountOut {
+                value: order.amount.minor_units.to_string(),
+                currency: order.amount.currency.code(),
+            },
+            reason: REFUND_REASON,
+        };
+        let url = self.payment_url(&order.payment_request_id, "/void")?;
+        let response = self.send(OP, Method::POST, url, Some(&request)).await?;
+        if response.status() != StatusCode::OK {
+            return Err(self.status_error(OP, response).await);
+        }
+        let body = self.body(OP, response).await?;
+        let wire: WireVoidAnswer = self.decode(OP, &body)?;
+        match wire.status.as_str() {
+            "VOIDED" => Ok(VoidOutcome::Voided {
+                reference: match wire.reference {
+                    Some(reference) if !reference.is_empty() => {
+                        self.identifier(OP, "reference", &reference)?;
+                        Some(reference)
+                    }
+                    _ => None,
+                },
+            }),
+            "PENDING" => Ok(VoidOutcome::Pending),
+            "ALREADY_CAPTURED" => Ok(VoidOutcome::AlreadyCaptured),
+            "FAILED" => Ok(VoidOutcome::Failed {
+                reason: match wire.message.as_deref().map(|m| self.scrub(m)) {
+                    Some(message) if !message.is_empty() => message,
+                    _ => "the wallet refused the void without a message".to_owned(),
                 },
             }),
             other => Err(self.bad(OP, format_args!("unknown status {other:?}"))),
@@ -526,14 +570,33 @@ struct WireRefundAnswer {
     amount: Option<WireAmount>,
 }
 
+/// A refund or void request: the same fields but for the id the wallet dedupes on.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-struct WireRefundRequest<'a> {
-    refund_id: String,
+struct WireOrder<'a> {
+    #[serde(flatten)]
+    id: WireOrderId,
     payment_request_id: &'a str,
     payment_id: &'a str,
     amount: WireAmountOut,
     reason: &'static str,
+}
+
+#[derive(serde::Serialize)]
+enum WireOrderId {
+    #[serde(rename = "refundId")]
+    Refund(String),
+    #[serde(rename = "voidId")]
+    Void(String),
+}
+
+#[derive(Deserialize)]
+struct WireVoidAnswer {
+    status: String,
+    #[serde(default)]
+    reference: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
 }
 
 #[derive(serde::Serialize)]

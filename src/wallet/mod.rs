@@ -19,6 +19,8 @@ pub enum CloseOutcome {
     Closed,
     /// It had already succeeded: the money must be refunded.
     AlreadySucceeded,
+    /// It had already been authorized (funds held, not captured): the hold must be released.
+    AlreadyAuthorized,
     /// It had already failed: nothing to give back.
     AlreadyFailed,
     /// The wallet cannot tell yet; ask again later.
@@ -48,6 +50,30 @@ pub enum RefundOutcome {
     Failed { reason: String },
 }
 
+/// The release of one authorization hold, identified by `void_id`: the same id on every attempt
+/// for one cancellation, so the wallet can dedupe retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoidOrder {
+    pub void_id: uuid::Uuid,
+    pub payment_request_id: String,
+    pub payment_id: String,
+    /// The amount held: the whole authorization is released.
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoidOutcome {
+    /// The hold is released; the user's funds are free again.
+    Voided { reference: Option<String> },
+    /// Accepted, not finished: ask again later with the same order.
+    Pending,
+    /// The wallet will never release this hold; a person must look.
+    Failed { reason: String },
+    /// The hold became a charge meanwhile: the money moved, so the full amount is refunded
+    /// instead.
+    AlreadyCaptured,
+}
+
 /// A fault talking to the wallet. Always retried (the operation is idempotent).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WalletError {
@@ -70,6 +96,11 @@ pub trait Wallet: Send + Sync + 'static {
 
     /// Gives the order's amount back to the user, once per `refund_id`.
     async fn refund(&self, order: &RefundOrder) -> Result<RefundOutcome, WalletError>;
+
+    /// Releases the authorization hold of an `AUTHORIZED` payment, once per `void_id`. A hold
+    /// that was captured meanwhile answers [`VoidOutcome::AlreadyCaptured`] (and is then
+    /// refunded through [`Wallet::refund`]).
+    async fn void(&self, order: &VoidOrder) -> Result<VoidOutcome, WalletError>;
 }
 
 #[async_trait]
@@ -82,5 +113,8 @@ impl<W: Wallet + ?Sized> Wallet for Arc<W> {
     }
     async fn refund(&self, order: &RefundOrder) -> Result<RefundOutcome, WalletError> {
         (**self).refund(order).await
+    }
+    async fn void(&self, order: &VoidOrder) -> Result<VoidOutcome, WalletError> {
+        (**self).void(order).await
     }
 }

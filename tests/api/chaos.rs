@@ -26,7 +26,9 @@ use mpp_cancel::domain::{Currency, ManualClock, Money, Payment, PaymentStatus};
 use mpp_cancel::engine::{EngineConfig, RefundEngine};
 use mpp_cancel::protocol::CancelPaymentRequest;
 use mpp_cancel::store::Store;
-use mpp_cancel::wallet::{CloseOutcome, RefundOrder, RefundOutcome, Wallet, WalletError};
+use mpp_cancel::wallet::{
+    CloseOutcome, RefundOrder, RefundOutcome, VoidOrder, VoidOutcome, Wallet, WalletError,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,6 +67,8 @@ struct Ledger {
     closed_unknown: HashSet<String>,
     /// refund_id -> (paymentRequestId, amount): money moved, once per refund id.
     refunds: HashMap<uuid::Uuid, (String, i64)>,
+    /// void_id -> paymentRequestId: holds released, once per void id.
+    voids: HashMap<uuid::Uuid, String>,
     in_flight: HashMap<uuid::Uuid, usize>,
     max_in_flight: usize,
 }
@@ -139,30 +143,52 @@ impl Wallet for ChaosWallet {
                     CloseOutcome::Closed
                 }
                 PaymentStatus::Success => CloseOutcome::AlreadySucceeded,
+                PaymentStatus::Authorized => CloseOutcome::AlreadyAuthorized,
                 PaymentStatus::Failed => CloseOutcome::AlreadyFailed,
             },
         })
     }
 
-    async fn refund(&self, order: &RefundOrder) -> Result<RefundOutcome, WalletError> {
-        {
-            let mut ledger = self.ledger.lock().unwrap();
-            let n = ledger.in_flight.entry(order.refund_id).or_insert(0);
-            *n += 1;
-            let n = *n;
-            ledger.max_in_flight = ledger.max_in_flight.max(n);
+    async fn void(&self, order: &VoidOrder) -> Result<VoidOutcome, WalletError> {
+        let _in_flight = InFlight::enter(self, order.void_id);
+        self.misbehave().await?;
+        if self.roll(0.08) {
+            return Ok(VoidOutcome::Pending);
         }
-        // Counted down also when the call is dropped half-way (an engine killed mid-call).
-        struct InFlight<'a>(&'a ChaosWallet, uuid::Uuid);
-        impl Drop for InFlight<'_> {
-            fn drop(&mut self) {
-                let mut ledger = self.0.ledger.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(n) = ledger.in_flight.get_mut(&self.1) {
-                    *n -= 1;
+        let mut ledger = self.ledger.lock().unwrap();
+        if !ledger.voids.contains_key(&order.void_id) {
+            match ledger
+                .payments
+                .get_mut(&order.payment_request_id)
+                .map(|p| (p.status, p))
+            {
+                Some((PaymentStatus::Authorized, p)) => {
+                    // Released: the hold took no money.
+                    p.status = PaymentStatus::Failed;
+                    ledger
+                        .voids
+                        .insert(order.void_id, order.payment_request_id.clone());
+                }
+                Some((PaymentStatus::Success, _)) => return Ok(VoidOutcome::AlreadyCaptured),
+                _ => {
+                    return Ok(VoidOutcome::Failed {
+                        reason: "not an authorization".into(),
+                    });
                 }
             }
         }
-        let _in_flight = InFlight(self, order.refund_id);
+        drop(ledger);
+        // The hold was released; the answer may still be lost.
+        if self.roll(0.05) {
+            return Err(WalletError::Timeout(1));
+        }
+        Ok(VoidOutcome::Voided {
+            reference: Some(format!("void-{}", order.void_id)),
+        })
+    }
+
+    async fn refund(&self, order: &RefundOrder) -> Result<RefundOutcome, WalletError> {
+        let _in_flight = InFlight::enter(self, order.refund_id);
         async {
             self.misbehave().await?;
             if self.roll(0.08) {
@@ -192,6 +218,30 @@ impl Wallet for ChaosWallet {
             })
         }
         .await
+    }
+}
+
+/// A refund or void call in flight for one id; counted down also when the call is dropped
+/// half-way (an engine killed mid-call).
+struct InFlight<'a>(&'a ChaosWallet, uuid::Uuid);
+
+impl<'a> InFlight<'a> {
+    fn enter(wallet: &'a ChaosWallet, id: uuid::Uuid) -> Self {
+        let mut ledger = wallet.ledger.lock().unwrap();
+        let n = ledger.in_flight.entry(id).or_insert(0);
+        *n += 1;
+        let n = *n;
+        ledger.max_in_flight = ledger.max_in_flight.max(n);
+        Self(wallet, id)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut ledger = self.0.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = ledger.in_flight.get_mut(&self.1) {
+            *n -= 1;
+        }
     }
 }
 

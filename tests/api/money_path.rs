@@ -397,6 +397,7 @@ async fn a_nudge_while_a_worker_holds_the_row_is_not_lost() {
         next_attempt_at: Some(now + chrono::Duration::hours(1)),
         last_error: None,
         refund_status: None,
+        void_status: None,
         wallet_reference: None,
         found: None,
         detail: serde_json::json!({}),

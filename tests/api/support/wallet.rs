@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mpp_cancel::domain::{Currency, Money, Payment, PaymentStatus};
-use mpp_cancel::wallet::{CloseOutcome, RefundOrder, RefundOutcome, Wallet, WalletError};
+use mpp_cancel::wallet::{
+    CloseOutcome, RefundOrder, RefundOutcome, VoidOrder, VoidOutcome, Wallet, WalletError,
+};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,8 +27,22 @@ pub enum RefundScript {
     Panic,
 }
 
+/// A scripted answer to one `void` call (after the script: the ledger decides).
+#[derive(Debug, Clone, Copy)]
+pub enum VoidScript {
+    Error,
+    /// Answer after this long (longer than the engine's call timeout: a timeout).
+    Slow(Duration),
+    Pending,
+    Failed,
+}
+
 #[derive(Default)]
 pub struct TestWallet {
+    void_script: Mutex<VecDeque<VoidScript>>,
+    /// void_id -> paymentRequestId of the hold it released (the wallet dedupes on void_id).
+    pub voided: Mutex<HashMap<uuid::Uuid, String>>,
+    pub voids: Mutex<Vec<VoidOrder>>,
     refund_script: Mutex<VecDeque<RefundScript>>,
     /// refund_id -> amount actually given back (the wallet dedupes on refund_id).
     pub refunded: Mutex<HashMap<uuid::Uuid, i64>>,
@@ -38,7 +54,7 @@ pub struct TestWallet {
     pub refunds: Mutex<Vec<RefundOrder>>,
     /// Scripted answers to `close` (after the script: the payment's status decides).
     close_script: Mutex<VecDeque<CloseOutcome>>,
-    /// Refund calls in flight per refund id, and the most ever seen at once.
+    /// Refund and void calls in flight per refund (void) id, and the most ever seen at once.
     in_flight: Mutex<HashMap<uuid::Uuid, usize>>,
     pub max_concurrent_per_refund_id: AtomicUsize,
 }
@@ -93,6 +109,20 @@ impl TestWallet {
 
     pub fn script_refunds(&self, script: impl IntoIterator<Item = RefundScript>) {
         self.refund_script.lock().unwrap().extend(script);
+    }
+
+    pub fn script_voids(&self, script: impl IntoIterator<Item = VoidScript>) {
+        self.void_script.lock().unwrap().extend(script);
+    }
+
+    /// Every void call received, in order.
+    pub fn void_calls(&self) -> Vec<VoidOrder> {
+        self.voids.lock().unwrap().clone()
+    }
+
+    /// Holds actually released: void id -> paymentRequestId.
+    pub fn voided_holds(&self) -> HashMap<uuid::Uuid, String> {
+        self.voided.lock().unwrap().clone()
     }
 
     /// Every refund call received, in order.
@@ -151,32 +181,85 @@ impl Wallet for TestWallet {
                     CloseOutcome::Closed
                 }
                 PaymentStatus::Success => CloseOutcome::AlreadySucceeded,
+                PaymentStatus::Authorized => CloseOutcome::AlreadyAuthorized,
                 PaymentStatus::Failed => CloseOutcome::AlreadyFailed,
             },
         })
     }
 
     async fn refund(&self, order: &RefundOrder) -> Result<RefundOutcome, WalletError> {
+        self.counting_in_flight(order.refund_id, self.refund_inner(order))
+            .await
+    }
+
+    async fn void(&self, order: &VoidOrder) -> Result<VoidOutcome, WalletError> {
+        self.counting_in_flight(order.void_id, self.void_inner(order))
+            .await
+    }
+}
+
+impl TestWallet {
+    /// Runs one call for `id`, noting how many calls for it are in flight at once.
+    async fn counting_in_flight<T>(&self, id: uuid::Uuid, call: impl Future<Output = T>) -> T {
         let now_in_flight = {
             let mut in_flight = self.in_flight.lock().unwrap();
-            let n = in_flight.entry(order.refund_id).or_insert(0);
+            let n = in_flight.entry(id).or_insert(0);
             *n += 1;
             *n
         };
         self.max_concurrent_per_refund_id
             .fetch_max(now_in_flight, Ordering::SeqCst);
-        let answer = self.refund_inner(order).await;
-        *self
-            .in_flight
-            .lock()
-            .unwrap()
-            .entry(order.refund_id)
-            .or_insert(1) -= 1;
+        let answer = call.await;
+        *self.in_flight.lock().unwrap().entry(id).or_insert(1) -= 1;
         answer
     }
-}
 
-impl TestWallet {
+    async fn void_inner(&self, order: &VoidOrder) -> Result<VoidOutcome, WalletError> {
+        self.voids.lock().unwrap().push(order.clone());
+        let scripted = self.void_script.lock().unwrap().pop_front();
+        match scripted {
+            Some(VoidScript::Error) => {
+                return Err(WalletError::Unavailable("scripted failure".into()));
+            }
+            Some(VoidScript::Slow(delay)) => tokio::time::sleep(delay).await,
+            Some(VoidScript::Pending) => return Ok(VoidOutcome::Pending),
+            Some(VoidScript::Failed) => {
+                return Ok(VoidOutcome::Failed {
+                    reason: "scripted refusal".into(),
+                });
+            }
+            None => {}
+        }
+        // Like a real ledger: the first call with a void id releases the hold, later ones only
+        // report it; a hold that became a charge cannot be voided.
+        let mut voided = self.voided.lock().unwrap();
+        if voided.contains_key(&order.void_id) {
+            return Ok(VoidOutcome::Voided {
+                reference: Some(format!("void-{}", order.void_id)),
+            });
+        }
+        let mut payments = self.payments.lock().unwrap();
+        let Some(payment) = payments.get_mut(&order.payment_request_id) else {
+            return Ok(VoidOutcome::Failed {
+                reason: "no such payment".into(),
+            });
+        };
+        match payment.status {
+            PaymentStatus::Authorized => {
+                // Released: the hold took no money.
+                payment.status = PaymentStatus::Failed;
+                voided.insert(order.void_id, order.payment_request_id.clone());
+                Ok(VoidOutcome::Voided {
+                    reference: Some(format!("void-{}", order.void_id)),
+                })
+            }
+            PaymentStatus::Success => Ok(VoidOutcome::AlreadyCaptured),
+            other => Ok(VoidOutcome::Failed {
+                reason: format!("the payment is {}, not an authorization", other.as_str()),
+            }),
+        }
+    }
+
     async fn refund_inner(&self, order: &RefundOrder) -> Result<RefundOutcome, WalletError> {
         self.refunds.lock().unwrap().push(order.clone());
         let scripted = self.refund_script.lock().unwrap().pop_front();
