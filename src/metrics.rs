@@ -26,6 +26,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     call: &'static str,
 }
@@ -41,6 +46,7 @@ pub struct Metrics {
     due_work: Gauge,
     oldest_due_age_seconds: Gauge<f64, AtomicU64>,
     manual_review: Gauge,
+    open_by_state: Family<StateLabels, Gauge>,
     worker_restarts: Counter,
 }
 
@@ -110,6 +116,13 @@ impl Metrics {
             "Cancellations waiting for a person (manual_review)",
             manual_review.clone(),
         );
+        let open_by_state = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "open_cancellations",
+            "Cancellations not yet in a final state, by state (refund_pending, void_pending, \
+             awaiting_outcome, manual_review)",
+            open_by_state.clone(),
+        );
         let worker_restarts = Counter::default();
         registry.register(
             "refund_worker_restarts",
@@ -126,6 +139,7 @@ impl Metrics {
             due_work,
             oldest_due_age_seconds,
             manual_review,
+            open_by_state,
             worker_restarts,
         }
     }
@@ -172,10 +186,18 @@ impl Metrics {
                 due,
                 oldest_due_age_seconds,
                 manual_review,
+                open_by_state,
             }) => {
                 self.due_work.set(due);
                 self.oldest_due_age_seconds.set(oldest_due_age_seconds);
                 self.manual_review.set(manual_review);
+                for (state, count) in open_by_state {
+                    self.open_by_state
+                        .get_or_create(&StateLabels {
+                            state: state.as_str(),
+                        })
+                        .set(count);
+                }
             }
             Err(e) => tracing::warn!(error = %e, "metrics: queue depth unavailable"),
         }

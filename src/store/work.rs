@@ -557,6 +557,8 @@ pub struct QueueDepth {
     pub due: i64,
     pub oldest_due_age_seconds: f64,
     pub manual_review: i64,
+    /// Every state that is not final, with its number of cancellations (zeros included).
+    pub open_by_state: [(CancellationState, i64); 4],
 }
 
 impl Store {
@@ -565,7 +567,10 @@ impl Store {
             r#"SELECT count(*) FILTER (WHERE next_attempt_at <= $1) AS "due!",
                       coalesce(extract(epoch FROM $1 - min(next_attempt_at)
                                 FILTER (WHERE next_attempt_at <= $1))::float8, 0) AS "oldest!",
-                      count(*) FILTER (WHERE state = 'manual_review') AS "manual_review!"
+                      count(*) FILTER (WHERE state = 'manual_review') AS "manual_review!",
+                      count(*) FILTER (WHERE state = 'refund_pending') AS "refund_pending!",
+                      count(*) FILTER (WHERE state = 'void_pending') AS "void_pending!",
+                      count(*) FILTER (WHERE state = 'awaiting_outcome') AS "awaiting_outcome!"
                  FROM cancellations
                 WHERE next_attempt_at IS NOT NULL OR state = 'manual_review'"#,
             now
@@ -576,6 +581,12 @@ impl Store {
             due: row.due,
             oldest_due_age_seconds: row.oldest,
             manual_review: row.manual_review,
+            open_by_state: [
+                (CancellationState::RefundPending, row.refund_pending),
+                (CancellationState::VoidPending, row.void_pending),
+                (CancellationState::AwaitingOutcome, row.awaiting_outcome),
+                (CancellationState::ManualReview, row.manual_review),
+            ],
         })
     }
 

@@ -2,6 +2,7 @@
 //! Only the wallet (the MPP's ledger) is a test double. Run through `scripts/test`, which starts
 //! a private PostgreSQL when DATABASE_URL is unset.
 
+mod authorization;
 mod bad_input;
 mod cancel_states;
 mod chaos;

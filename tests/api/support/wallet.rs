@@ -209,9 +209,16 @@ impl TestWallet {
         };
         self.max_concurrent_per_refund_id
             .fetch_max(now_in_flight, Ordering::SeqCst);
-        let answer = call.await;
-        *self.in_flight.lock().unwrap().entry(id).or_insert(1) -= 1;
-        answer
+        // Counted down also when the call is dropped half-way (the engine's call timeout).
+        struct Leave<'a>(&'a Mutex<HashMap<uuid::Uuid, usize>>, uuid::Uuid);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                let mut in_flight = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                *in_flight.entry(self.1).or_insert(1) -= 1;
+            }
+        }
+        let _leave = Leave(&self.in_flight, id);
+        call.await
     }
 
     async fn void_inner(&self, order: &VoidOrder) -> Result<VoidOutcome, WalletError> {
