@@ -279,3 +279,96 @@ async fn requeue_in_bulk_by_state_and_time_with_a_dry_run() {
     let (ok, _, _) = run_cli(&["requeue"], &env);
     assert!(!ok, "an id or --state is required");
 }
+
+/// The captured-meanwhile path by hand, as the README shows it: a demo authorization is
+/// cancelled while the engine is off, captured with `demo capture`, and the engine, once started,
+/// finds the void answered ALREADY_CAPTURED and refunds the full amount, once.
+#[tokio::test]
+async fn a_demo_authorization_captured_after_the_cancel_is_refunded_once() {
+    let (db_url, pool) = fresh_database().await;
+    let env = [("DATABASE_URL", db_url.clone())];
+    let (ok, stdout, stderr) = run_cli(
+        &[
+            "demo",
+            "pay",
+            "--payment-request-id",
+            "auth-1",
+            "--status",
+            "AUTHORIZED",
+            "--amount",
+            "4200",
+        ],
+        &env,
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("\"status\":\"AUTHORIZED\""), "{stdout}");
+
+    let cancel = |service: &ServiceProcess| {
+        let url = service.cancel_url();
+        async move {
+            let body = serde_json::json!({
+                "acquirerId": common::ACQUIRER_ID, "pspId": common::PSP_ID,
+                "paymentRequestId": "auth-1"
+            });
+            reqwest::Client::new()
+                .post(url)
+                .header("Content-Type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let engine_off =
+        ServiceProcess::start(&db_url, &[("MPP_CANCEL__REFUNDS__WORKERS", "0".into())]);
+    engine_off.wait_until_up().await;
+    let answer = cancel(&engine_off).await;
+    assert!(answer.contains("\"resultStatus\":\"S\""), "{answer}");
+    drop(engine_off);
+
+    let (ok, _, stderr) = run_cli(&["demo", "capture", "--payment-request-id", "auth-1"], &env);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run_cli(&["demo", "capture", "--payment-request-id", "auth-1"], &env);
+    assert!(!ok, "a second capture is refused");
+    assert!(
+        stderr.contains("not an AUTHORIZED demo payment"),
+        "{stderr}"
+    );
+
+    let service = ServiceProcess::start(&db_url, &[]);
+    service.wait_until_up().await;
+    let mut state = String::new();
+    for _ in 0..200 {
+        state = sqlx::query_scalar(
+            "SELECT state FROM cancellations WHERE payment_request_id = 'auth-1'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if state == "refunded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(state, "refunded");
+    let refunded: Vec<i64> = sqlx::query_scalar(
+        "SELECT amount_value FROM demo_refunds WHERE payment_request_id = 'auth-1'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(refunded, [4200], "one refund of the full amount");
+    let released: i64 = sqlx::query_scalar("SELECT count(*) FROM demo_voids")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(released, 0, "a captured hold is not released");
+    assert_eq!(
+        cancel(&service).await,
+        answer,
+        "the replay is byte-identical"
+    );
+}

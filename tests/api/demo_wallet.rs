@@ -4,7 +4,9 @@ use crate::support::at;
 use crate::support::db::TestDb;
 use mpp_cancel::domain::{Currency, Money, PaymentStatus};
 use mpp_cancel::wallet::demo::{DemoWallet, NewDemoPayment};
-use mpp_cancel::wallet::{CloseOutcome, RefundOrder, RefundOutcome, Wallet};
+use mpp_cancel::wallet::{
+    CloseOutcome, RefundOrder, RefundOutcome, VoidOrder, VoidOutcome, Wallet,
+};
 
 fn payment(id: &str, status: PaymentStatus) -> NewDemoPayment {
     NewDemoPayment {
@@ -105,4 +107,87 @@ async fn a_refund_is_performed_once_per_refund_id() {
             .refunded_minor_units,
         2500
     );
+}
+
+fn void_order(id: &str, payment_id: &str) -> VoidOrder {
+    VoidOrder {
+        void_id: uuid::Uuid::new_v4(),
+        payment_request_id: id.into(),
+        payment_id: payment_id.into(),
+        amount: Money::new(2500, Currency::parse("HKD").unwrap()).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn an_authorization_is_released_once_per_void_id_and_never_twice() {
+    let db = TestDb::new().await;
+    let wallet = DemoWallet::new(db.pool.clone());
+    let payment_id = wallet
+        .create_payment(&payment("held", PaymentStatus::Authorized))
+        .await
+        .unwrap();
+    assert_eq!(
+        wallet.payment("held").await.unwrap().unwrap().status,
+        PaymentStatus::Authorized
+    );
+    assert_eq!(
+        wallet.close("held").await.unwrap(),
+        CloseOutcome::AlreadyAuthorized
+    );
+    let order = void_order("held", &payment_id);
+
+    // The same order, eight times at once: one release, the same answer to every call.
+    let answers = futures_util::future::join_all((0..8).map(|_| wallet.void(&order))).await;
+    for answer in answers {
+        assert!(
+            matches!(answer.unwrap(), VoidOutcome::Voided { .. }),
+            "a repeat of the void gets the same answer"
+        );
+    }
+    assert_eq!(wallet.voids_of("held").await.unwrap(), [order.void_id]);
+    // Released: lookups see a payment that took no money.
+    assert_eq!(
+        wallet.payment("held").await.unwrap().unwrap().status,
+        PaymentStatus::Failed
+    );
+    // Another void id for the same hold is refused, not performed a second time.
+    assert!(matches!(
+        wallet.void(&void_order("held", &payment_id)).await.unwrap(),
+        VoidOutcome::Failed { .. }
+    ));
+    assert_eq!(wallet.voids_of("held").await.unwrap().len(), 1);
+    assert!(
+        !wallet.capture("held").await.unwrap(),
+        "a released hold cannot be captured"
+    );
+}
+
+#[tokio::test]
+async fn a_captured_authorization_answers_already_captured() {
+    let db = TestDb::new().await;
+    let wallet = DemoWallet::new(db.pool.clone());
+    let payment_id = wallet
+        .create_payment(&payment("taken", PaymentStatus::Authorized))
+        .await
+        .unwrap();
+
+    assert!(wallet.capture("taken").await.unwrap());
+    assert!(!wallet.capture("taken").await.unwrap(), "captured once");
+
+    assert_eq!(
+        wallet
+            .void(&void_order("taken", &payment_id))
+            .await
+            .unwrap(),
+        VoidOutcome::AlreadyCaptured
+    );
+    assert!(wallet.voids_of("taken").await.unwrap().is_empty());
+    assert_eq!(
+        wallet.payment("taken").await.unwrap().unwrap().status,
+        PaymentStatus::Success
+    );
+    assert!(matches!(
+        wallet.void(&void_order("nobody", "x")).await.unwrap(),
+        VoidOutcome::Failed { .. }
+    ));
 }
