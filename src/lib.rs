@@ -23,8 +23,10 @@
 //! never saw it), `close` (stop a payment in flight; closing an id you never saw answers
 //! `Closed` and must make your `pay` refuse it later), `refund` (give the full amount back, once
 //! per `refund_id`, also when two calls with one id arrive together: dedupe and apply under one
-//! lock or one unique constraint). `examples/embedded_wallet/shop.rs` has a complete one over an
-//! in-memory ledger.
+//! lock or one unique constraint), `void` (release the hold of an `AUTHORIZED` card
+//! authorization, once per `void_id`; answer `AlreadyCaptured` if it became a charge, and the
+//! engine refunds instead; a wallet without authorizations answers `Failed`).
+//! `examples/embedded_wallet/shop.rs` has a complete one over an in-memory ledger.
 //!
 //! **2. Run the migrations** in your pipeline or at start: [`MIGRATOR`]`.run(&pool)`.
 //!
