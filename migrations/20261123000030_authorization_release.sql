@@ -50,9 +50,11 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER voids_exclude_refunds AFTER INSERT OR UPDATE ON voids
+-- Only these writes can break the rule: a new void or refund, or a void's status changing. The
+-- engine's refund status updates (the hot path) do not fire it.
+CREATE TRIGGER voids_exclude_refunds AFTER INSERT OR UPDATE OF status ON voids
     FOR EACH ROW EXECUTE FUNCTION one_reversal_per_payment();
-CREATE TRIGGER refunds_exclude_voids AFTER INSERT OR UPDATE ON refunds
+CREATE TRIGGER refunds_exclude_voids AFTER INSERT ON refunds
     FOR EACH ROW EXECUTE FUNCTION one_reversal_per_payment();
 
 -- The demo wallet learns authorizations: AUTHORIZED (held), VOIDED (released) and the voids it
