@@ -462,24 +462,13 @@ impl RefundEngine {
                         self.wallet.refund(order),
                     )
                     .await;
-                let usable_reference = match &answer {
-                    Ok(RefundOutcome::Succeeded {
-                        reference: Some(r), ..
-                    }) => Some(untrusted::identifier("refund reference", r).map(str::to_owned)),
+                let answered = match &answer {
+                    Ok(RefundOutcome::Succeeded { reference, .. }) => reference.clone(),
                     _ => None,
                 };
                 let mut step =
                     step::after_refund(policy, item.attempt, jitter, order.amount, answer);
-                match usable_reference {
-                    Some(Ok(r)) => reference = Some(r),
-                    // The money moved, but what the wallet said about it cannot be kept.
-                    Some(Err(why)) if step.to == CancellationState::Refunded => {
-                        step.to = CancellationState::ManualReview;
-                        step.error = Some(format!("the refund succeeded, but {why}"));
-                        step.outcome = "bad_reference";
-                    }
-                    _ => {}
-                }
+                reference = keep_reference(&mut step, "refund", answered.as_deref());
                 step
             }
             (CancellationState::VoidPending, _, Some(order)) => {
@@ -491,23 +480,12 @@ impl RefundEngine {
                         self.wallet.void(order),
                     )
                     .await;
-                let usable_reference = match &answer {
-                    Ok(VoidOutcome::Voided { reference: Some(r) }) => {
-                        Some(untrusted::identifier("void reference", r).map(str::to_owned))
-                    }
+                let answered = match &answer {
+                    Ok(VoidOutcome::Voided { reference }) => reference.clone(),
                     _ => None,
                 };
                 let mut step = step::after_void(policy, item.attempt, jitter, answer);
-                match usable_reference {
-                    Some(Ok(r)) => reference = Some(r),
-                    // The hold was released, but what the wallet said about it cannot be kept.
-                    Some(Err(why)) if step.to == CancellationState::Voided => {
-                        step.to = CancellationState::ManualReview;
-                        step.error = Some(format!("the void succeeded, but {why}"));
-                        step.outcome = "bad_reference";
-                    }
-                    _ => {}
-                }
+                reference = keep_reference(&mut step, "void", answered.as_deref());
                 step
             }
             (CancellationState::AwaitingOutcome, _, _) => {
@@ -652,6 +630,27 @@ impl RefundEngine {
             Err(e) => json!({"call": name, "error": untrusted::text(&e.to_string()), "durationMs": duration_ms}),
         });
         result
+    }
+}
+
+/// The wallet's reference for the refund or void (`operation`) a step completed, if it can be
+/// stored. One that cannot (control characters, too long) sends a step that succeeded to manual
+/// review instead: the money moved, or the hold was released, but what the wallet said about it
+/// cannot be kept.
+fn keep_reference(step: &mut Step, operation: &str, reference: Option<&str>) -> Option<String> {
+    match untrusted::identifier(&format!("{operation} reference"), reference?) {
+        Ok(reference) => Some(reference.to_owned()),
+        Err(why) => {
+            if matches!(
+                step.to,
+                CancellationState::Refunded | CancellationState::Voided
+            ) {
+                step.to = CancellationState::ManualReview;
+                step.error = Some(format!("the {operation} succeeded, but {why}"));
+                step.outcome = "bad_reference";
+            }
+            None
+        }
     }
 }
 

@@ -302,6 +302,43 @@ impl HttpWallet {
             .map_err(|why| self.bad(operation, why))
     }
 
+    /// A refund or void order sent with POST: the body of the wallet's 200 answer.
+    async fn post_order(
+        &self,
+        operation: &'static str,
+        url: String,
+        order: &WireOrder<'_>,
+    ) -> Result<Vec<u8>, WalletError> {
+        let response = self.send(operation, Method::POST, url, Some(order)).await?;
+        if response.status() != StatusCode::OK {
+            return Err(self.status_error(operation, response).await);
+        }
+        self.body(operation, response).await
+    }
+
+    /// The wallet's reference for a refund or void, checked (an empty one counts as none).
+    fn reference(
+        &self,
+        operation: &str,
+        reference: Option<String>,
+    ) -> Result<Option<String>, WalletError> {
+        match reference {
+            Some(reference) if !reference.is_empty() => {
+                self.identifier(operation, "reference", &reference)?;
+                Ok(Some(reference))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Why the wallet refused a refund or void: its message made fit to store, or a default.
+    fn refusal(&self, operation: &str, message: Option<&str>) -> String {
+        match message.map(|m| self.scrub(m)) {
+            Some(message) if !message.is_empty() => message,
+            _ => format!("the wallet refused the {operation} without a message"),
+        }
+    }
+
     fn to_payment(&self, requested_id: &str, wire: WirePayment) -> Result<Payment, WalletError> {
         const OP: &str = "payment lookup";
         // An answer about another payment must never drive a refund of this one.
@@ -394,22 +431,14 @@ impl Wallet for HttpWallet {
 
     async fn refund(&self, order: &RefundOrder) -> Result<RefundOutcome, WalletError> {
         const OP: &str = "refund";
-        let request = WireOrder {
-            id: WireOrderId::Refund(order.refund_id.hyphenated().to_string()),
-            payment_request_id: &order.payment_request_id,
-            payment_id: &order.payment_id,
-            amount: WireAmountOut {
-                value: order.amount.minor_units.to_string(),
-                currency: order.amount.currency.code(),
-            },
-            reason: REFUND_REASON,
-        };
+        let request = WireOrder::new(
+            WireOrderId::Refund(order.refund_id.hyphenated().to_string()),
+            &order.payment_request_id,
+            &order.payment_id,
+            order.amount,
+        );
         let url = format!("{}/refunds", self.base);
-        let response = self.send(OP, Method::POST, url, Some(&request)).await?;
-        if response.status() != StatusCode::OK {
-            return Err(self.status_error(OP, response).await);
-        }
-        let body = self.body(OP, response).await?;
+        let body = self.post_order(OP, url, &request).await?;
         let wire: WireRefundAnswer = self.decode(OP, &body)?;
         match wire.status.as_str() {
             "SUCCEEDED" => {
@@ -422,24 +451,14 @@ impl Wallet for HttpWallet {
                 // engine's decision (a mismatch goes to a person).
                 let amount = Money::parse(&amount.value, &amount.currency)
                     .map_err(|e| self.bad(OP, format_args!("amount: {e}")))?;
-                let reference = match wire.reference {
-                    Some(reference) if !reference.is_empty() => {
-                        self.identifier(OP, "reference", &reference)?;
-                        Some(reference)
-                    }
-                    _ => None,
-                };
                 Ok(RefundOutcome::Succeeded {
                     amount: Some(amount),
-                    reference,
+                    reference: self.reference(OP, wire.reference)?,
                 })
             }
             "PENDING" => Ok(RefundOutcome::Pending),
             "FAILED" => Ok(RefundOutcome::Failed {
-                reason: match wire.message.as_deref().map(|m| self.scrub(m)) {
-                    Some(message) if !message.is_empty() => message,
-                    _ => "the wallet refused the refund without a message".to_owned(),
-                },
+                reason: self.refusal(OP, wire.message.as_deref()),
             }),
             other => Err(self.bad(OP, format_args!("unknown status {other:?}"))),
         }
@@ -447,40 +466,23 @@ impl Wallet for HttpWallet {
 
     async fn void(&self, order: &VoidOrder) -> Result<VoidOutcome, WalletError> {
         const OP: &str = "void";
-        let request = WireOrder {
-            id: WireOrderId::Void(order.void_id.hyphenated().to_string()),
-            payment_request_id: &order.payment_request_id,
-            payment_id: &order.payment_id,
-            amount: WireAmountOut {
-                value: order.amount.minor_units.to_string(),
-                currency: order.amount.currency.code(),
-            },
-            reason: REFUND_REASON,
-        };
+        let request = WireOrder::new(
+            WireOrderId::Void(order.void_id.hyphenated().to_string()),
+            &order.payment_request_id,
+            &order.payment_id,
+            order.amount,
+        );
         let url = self.payment_url(&order.payment_request_id, "/void")?;
-        let response = self.send(OP, Method::POST, url, Some(&request)).await?;
-        if response.status() != StatusCode::OK {
-            return Err(self.status_error(OP, response).await);
-        }
-        let body = self.body(OP, response).await?;
+        let body = self.post_order(OP, url, &request).await?;
         let wire: WireVoidAnswer = self.decode(OP, &body)?;
         match wire.status.as_str() {
             "VOIDED" => Ok(VoidOutcome::Voided {
-                reference: match wire.reference {
-                    Some(reference) if !reference.is_empty() => {
-                        self.identifier(OP, "reference", &reference)?;
-                        Some(reference)
-                    }
-                    _ => None,
-                },
+                reference: self.reference(OP, wire.reference)?,
             }),
             "PENDING" => Ok(VoidOutcome::Pending),
             "ALREADY_CAPTURED" => Ok(VoidOutcome::AlreadyCaptured),
             "FAILED" => Ok(VoidOutcome::Failed {
-                reason: match wire.message.as_deref().map(|m| self.scrub(m)) {
-                    Some(message) if !message.is_empty() => message,
-                    _ => "the wallet refused the void without a message".to_owned(),
-                },
+                reason: self.refusal(OP, wire.message.as_deref()),
             }),
             other => Err(self.bad(OP, format_args!("unknown status {other:?}"))),
         }
@@ -580,6 +582,26 @@ struct WireOrder<'a> {
     payment_id: &'a str,
     amount: WireAmountOut,
     reason: &'static str,
+}
+
+impl<'a> WireOrder<'a> {
+    fn new(
+        id: WireOrderId,
+        payment_request_id: &'a str,
+        payment_id: &'a str,
+        amount: Money,
+    ) -> Self {
+        Self {
+            id,
+            payment_request_id,
+            payment_id,
+            amount: WireAmountOut {
+                value: amount.minor_units.to_string(),
+                currency: amount.currency.code(),
+            },
+            reason: REFUND_REASON,
+        }
+    }
 }
 
 #[derive(serde::Serialize)]

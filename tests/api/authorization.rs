@@ -299,6 +299,45 @@ async fn a_refused_void_goes_to_manual_review_and_a_requeue_releases_it() {
 }
 
 #[tokio::test]
+async fn a_junk_void_reference_sends_the_row_to_manual_review_with_the_hold_released_once() {
+    let app = app_without_engine().await;
+    app.wallet
+        .script_voids([VoidScript::VoidedWithReference("void\u{0}ref")]);
+    authorized_and_cancelled(&app, "junk", 600).await;
+
+    drain_fully(&app).await;
+
+    assert_eq!(
+        app.db.state_of("junk").await.as_deref(),
+        Some("manual_review")
+    );
+    let record = app.db.store().cancellation("junk").await.unwrap().unwrap();
+    assert!(
+        record
+            .last_error
+            .unwrap()
+            .contains("the void succeeded, but")
+    );
+    assert_eq!(
+        record.void_status.as_deref(),
+        Some("voided"),
+        "the hold was released"
+    );
+    assert_eq!(app.wallet.voided_holds().len(), 1);
+
+    // Requeued, the same void id is answered from the wallet's dedupe: still one release.
+    app.db
+        .store()
+        .requeue("junk", app.clock_now(), "test")
+        .await
+        .unwrap();
+    drain_fully(&app).await;
+    assert_eq!(app.db.state_of("junk").await.as_deref(), Some("voided"));
+    assert_eq!(app.wallet.voided_holds().len(), 1);
+    assert!(app.wallet.refund_calls().is_empty());
+}
+
+#[tokio::test]
 async fn a_processing_payment_whose_close_finds_an_authorization_is_voided_once() {
     let app = app_without_engine().await;
     app.wallet.add(

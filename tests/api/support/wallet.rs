@@ -35,6 +35,8 @@ pub enum VoidScript {
     Slow(Duration),
     Pending,
     Failed,
+    /// Release the hold, then report it with this reference (junk, in the tests that use it).
+    VoidedWithReference(&'static str),
 }
 
 #[derive(Default)]
@@ -224,6 +226,10 @@ impl TestWallet {
     async fn void_inner(&self, order: &VoidOrder) -> Result<VoidOutcome, WalletError> {
         self.voids.lock().unwrap().push(order.clone());
         let scripted = self.void_script.lock().unwrap().pop_front();
+        let reference = match scripted {
+            Some(VoidScript::VoidedWithReference(junk)) => junk.to_owned(),
+            _ => format!("void-{}", order.void_id),
+        };
         match scripted {
             Some(VoidScript::Error) => {
                 return Err(WalletError::Unavailable("scripted failure".into()));
@@ -235,14 +241,14 @@ impl TestWallet {
                     reason: "scripted refusal".into(),
                 });
             }
-            None => {}
+            Some(VoidScript::VoidedWithReference(_)) | None => {}
         }
         // Like a real ledger: the first call with a void id releases the hold, later ones only
         // report it; a hold that became a charge cannot be voided.
         let mut voided = self.voided.lock().unwrap();
         if voided.contains_key(&order.void_id) {
             return Ok(VoidOutcome::Voided {
-                reference: Some(format!("void-{}", order.void_id)),
+                reference: Some(reference),
             });
         }
         let mut payments = self.payments.lock().unwrap();
@@ -257,7 +263,7 @@ impl TestWallet {
                 payment.status = PaymentStatus::Failed;
                 voided.insert(order.void_id, order.payment_request_id.clone());
                 Ok(VoidOutcome::Voided {
-                    reference: Some(format!("void-{}", order.void_id)),
+                    reference: Some(reference),
                 })
             }
             PaymentStatus::Success => Ok(VoidOutcome::AlreadyCaptured),
