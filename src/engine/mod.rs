@@ -10,10 +10,10 @@
 pub mod step;
 
 use crate::config::Settings;
+use crate::domain::PaymentStatus;
 use crate::domain::{Backoff, CancellationState, CancellationWindow, Clock, untrusted};
 use crate::metrics::Metrics;
 use crate::store::{ClaimedWork, FoundPayment, Store, WorkError, WorkOutcome};
-use crate::domain::PaymentStatus;
 use crate::wallet::{RefundOutcome, VoidOutcome, Wallet, WalletError};
 use futures_util::FutureExt;
 use futures_util::future::join_all;
