@@ -110,9 +110,8 @@ async fn every_check_and_scenario_passes_against_the_real_service() {
     let report = kit.run().await;
     let table = report.table();
     println!("{table}"); // shown with --nocapture: the README's table comes from here
-    // Finding of the kit, left for the service's owners: a NUL in paymentRequestId reaches
-    // PostgreSQL (which cannot store it) and is answered U, where DESIGN.md asks for
-    // F PARAM_ILLEGAL. Every other rule must pass.
+    // Every rule passes, the control-character one (a NUL in paymentRequestId is F
+    // PARAM_ILLEGAL, never a U from PostgreSQL) included.
     let failed: Vec<_> = report
         .rows
         .iter()
@@ -126,10 +125,12 @@ async fn every_check_and_scenario_passes_against_the_real_service() {
         "retry-after-no-answer",
         "bad-input-not-post",
         "bad-input-unknown-api",
+        "bad-input-control-character",
         "tampered-body-refused",
         "payment-success-is-S",
         "payment-failed-is-S",
         "payment-processing-is-S",
+        "payment-authorized-is-S",
         "payment-refunded-is-process-fail",
         "window-first-instant-of-today-utc8",
         "scenario-acqp-cancel-before-success",
@@ -142,9 +143,30 @@ async fn every_check_and_scenario_passes_against_the_real_service() {
     ] {
         assert_eq!(verdict(&report, check), Verdict::Pass, "{check}\n{table}");
     }
+    // The authorization: S, released once (no refund), and the replay byte for byte after it.
     let authorized = report.row("payment-authorized-is-S").unwrap();
-    assert_eq!(authorized.verdict, Verdict::Skip, "{table}");
-    assert!(authorized.evidence.contains("AUTHORIZED"), "{table}");
+    for said in [
+        "SUCCESS",
+        "state voided",
+        "no refund in the wallet",
+        "one void in the wallet",
+        "replayed byte-identical",
+    ] {
+        assert!(authorized.evidence.contains(said), "{said}\n{table}");
+    }
+    let held = authorized.evidence.split(':').next().unwrap();
+    let (state, voids, refunds): (String, i64, i64) = sqlx::query_as(
+        "SELECT c.state,
+                (SELECT count(*) FROM voids v WHERE v.payment_request_id = c.payment_request_id
+                    AND v.status = 'voided'),
+                (SELECT count(*) FROM refunds r WHERE r.payment_request_id = c.payment_request_id)
+           FROM cancellations c WHERE c.payment_request_id = $1",
+    )
+    .bind(held)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((state.as_str(), voids, refunds), ("voided", 1, 0), "{held}");
 
     // The scenarios' money: one refund each, for the full amount, in the wallet's own ledger.
     let per_scenario: Vec<(String, i64, i64)> = sqlx::query_as(
@@ -489,6 +511,8 @@ async fn no_idempotency_fails_the_replay_and_twin_rules() {
     assert_fails(&report, "replay-byte-identical", "PROCESS_FAIL");
     assert_fails(&report, "concurrent-twins-one-answer", "different answers");
     assert_fails(&report, "retry-after-no-answer", "PROCESS_FAIL");
+    // Each payment-state row replays its cancel too: S first, then PROCESS_FAIL.
+    assert_fails(&report, "payment-authorized-is-S", "the replay got");
 }
 
 #[actix_web::test]

@@ -9,9 +9,11 @@ mod common;
 
 use mpp_cancel::app::{Application, Components};
 use mpp_cancel::config::{Secret, Settings};
-use mpp_cancel::domain::{Currency, Money, SystemClock};
+use mpp_cancel::domain::{Currency, Money, PaymentStatus, SystemClock};
 use mpp_cancel::store::Store;
-use mpp_cancel::wallet::{HttpWallet, HttpWalletConfig, RefundOrder, Wallet};
+use mpp_cancel::wallet::{
+    CloseOutcome, HttpWallet, HttpWalletConfig, RefundOrder, VoidOrder, VoidOutcome, Wallet,
+};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -233,9 +235,28 @@ async fn adapter_exchanges() -> WalletServer {
     };
     wallet.refund(&order).await.unwrap();
     wallet.refund(&order).await.unwrap();
-    // TODO(lead, issue 10): once HttpWallet has `void`, call it here on an AUTHORIZED payment
-    // (server.add("oa-held", "AUTHORIZED", ..)); the loop in the test below then validates its
-    // request against voidAuthorization with no further change.
+    // An authorization: looked up, closed (ALREADY_AUTHORIZED), then released, twice with one
+    // voidId as the engine's retry would; the test below validates each request against
+    // voidAuthorization and each answer against VoidAnswer.
+    server.add("oa-held", "AUTHORIZED", 500, "USD");
+    let held = wallet.payment("oa-held").await.unwrap().unwrap();
+    assert_eq!(held.status, PaymentStatus::Authorized);
+    assert_eq!(
+        wallet.close("oa-held").await.unwrap(),
+        CloseOutcome::AlreadyAuthorized
+    );
+    let void = VoidOrder {
+        void_id: uuid::Uuid::new_v4(),
+        payment_request_id: "oa-held".into(),
+        payment_id: held.payment_id,
+        amount: Money::parse("500", "USD").unwrap(),
+    };
+    for _ in 0..2 {
+        assert!(matches!(
+            wallet.void(&void).await.unwrap(),
+            VoidOutcome::Voided { reference: Some(_) }
+        ));
+    }
     server
 }
 
@@ -244,7 +265,34 @@ async fn the_adapter_sends_only_what_the_wallet_document_describes() {
     let doc = document("wallet.yaml");
     let server = adapter_exchanges().await;
     let seen = server.seen();
-    assert!(seen.len() >= 6, "{seen:?}");
+    assert!(seen.len() >= 10, "{seen:?}");
+    // Every operation of the adapter is among the checked requests, the void included.
+    for (method, path) in [
+        ("GET", "/payments/oa-paid"),
+        ("POST", "/payments/oa-never-seen/close"),
+        ("POST", "/refunds"),
+        ("GET", "/payments/oa-held"),
+        ("POST", "/payments/oa-held/close"),
+        ("POST", "/payments/oa-held/void"),
+    ] {
+        assert!(
+            seen.iter().any(|s| s.method == method && s.path == path),
+            "{method} {path} was not exercised: {seen:?}"
+        );
+    }
+    let voids: Vec<_> = seen
+        .iter()
+        .filter(|s| s.path == "/payments/oa-held/void")
+        .collect();
+    assert_eq!(voids.len(), 2, "{voids:?}");
+    assert_eq!(
+        voids[0].body, voids[1].body,
+        "a retry sends the same voidId and body"
+    );
+    assert_eq!(
+        operation(&doc, "POST", "/payments/oa-held/void")["operationId"],
+        "voidAuthorization"
+    );
     for request in &seen {
         let op = operation(&doc, &request.method, &request.path);
         assert_eq!(

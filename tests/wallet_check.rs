@@ -37,7 +37,12 @@ async fn a_wallet_that_keeps_the_contract_passes_every_rule() {
     for result in &report.results {
         assert_eq!(result.verdict, Verdict::Pass, "{table}");
     }
-    assert_eq!(report.results.len(), 10, "{table}");
+    assert_eq!(report.results.len(), 11, "{table}");
+    // The hold was closed (and left held) before it was released.
+    assert!(
+        table.contains("POST /payments/wc-held-1/close -> 200"),
+        "{table}"
+    );
     // The money moved once, and only on the payment named for refunds.
     assert_eq!(wallet.payment(PAID).unwrap().refunded, 1000);
     assert!(
@@ -78,6 +83,7 @@ async fn each_broken_rule_fails_by_name() {
             Fault::NoVoidDedupe,
             vec!["void-dedupe-concurrent", "void-dedupe-sequential"],
         ),
+        (Fault::CloseAuthorizedAsSucceeded, vec!["close-authorized"]),
     ];
     for (fault, expected) in cases {
         let (report, _wallet) = check(fault, Duration::from_secs(2)).await;
@@ -114,6 +120,7 @@ async fn without_payments_money_rules_are_skipped_and_nothing_is_refunded() {
     .unwrap();
     for rule in [
         Rule::LookupShape,
+        Rule::CloseAuthorized,
         Rule::RefundDedupeConcurrent,
         Rule::RefundDedupeSequential,
         Rule::RefundSucceededAmount,

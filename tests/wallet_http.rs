@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use mpp_cancel::domain::{Currency, Money, PaymentStatus};
 use mpp_cancel::wallet::http::HttpWalletConfigError;
 use mpp_cancel::wallet::{
-    CloseOutcome, HttpWallet, HttpWalletConfig, RefundOrder, RefundOutcome, Wallet, WalletError,
+    CloseOutcome, HttpWallet, HttpWalletConfig, RefundOrder, RefundOutcome, VoidOrder, VoidOutcome,
+    Wallet, WalletError,
 };
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -275,6 +276,25 @@ fn order() -> RefundOrder {
     }
 }
 
+fn void_order() -> VoidOrder {
+    VoidOrder {
+        void_id: uuid::Uuid::parse_str("5d2e8f0a-7c1b-4e6d-8a3f-1b2c3d4e5f60").unwrap(),
+        payment_request_id: "PR-2026-0007".to_owned(),
+        payment_id: "wallet-pay-7".to_owned(),
+        amount: jpy(1500),
+    }
+}
+
+fn expected_void_request() -> Value {
+    json!({
+        "voidId": "5d2e8f0a-7c1b-4e6d-8a3f-1b2c3d4e5f60",
+        "paymentRequestId": "PR-2026-0007",
+        "paymentId": "wallet-pay-7",
+        "amount": {"value": "1500", "currency": "JPY"},
+        "reason": "ALIPAY_PLUS_CANCEL",
+    })
+}
+
 fn expected_refund_request() -> Value {
     json!({
         "refundId": "0b7c1c8e-55a4-4c3f-9a8f-3f6f2f4f9a01",
@@ -303,6 +323,7 @@ fn assert_bad_answer<T: std::fmt::Debug>(result: Result<T, WalletError>, context
 async fn a_found_payment_is_read_in_each_status() {
     for (wire, status) in [
         ("SUCCESS", PaymentStatus::Success),
+        ("AUTHORIZED", PaymentStatus::Authorized),
         ("FAILED", PaymentStatus::Failed),
         ("PROCESSING", PaymentStatus::Processing),
     ] {
@@ -396,10 +417,12 @@ async fn server_errors_are_transient_unavailable_with_the_status() {
         let lookup = wallet.payment("PR-1").await;
         let close = wallet.close("PR-1").await;
         let refund = wallet.refund(&order()).await;
+        let void = wallet.void(&void_order()).await;
         for (what, error) in [
             ("lookup", lookup.map(|_| ()).unwrap_err()),
             ("close", close.map(|_| ()).unwrap_err()),
             ("refund", refund.map(|_| ()).unwrap_err()),
+            ("void", void.map(|_| ()).unwrap_err()),
         ] {
             match error {
                 WalletError::Unavailable(message) => {
@@ -409,7 +432,7 @@ async fn server_errors_are_transient_unavailable_with_the_status() {
                 other => panic!("{what} {status}: expected Unavailable, got {other:?}"),
             }
         }
-        assert_eq!(server.seen().len(), 3);
+        assert_eq!(server.seen().len(), 4);
     }
 }
 
@@ -421,6 +444,7 @@ async fn other_statuses_are_transient_bad_answers() {
         assert_bad_answer(wallet.payment("PR-1").await, &format!("lookup {status}"));
         assert_bad_answer(wallet.close("PR-1").await, &format!("close {status}"));
         assert_bad_answer(wallet.refund(&order()).await, &format!("refund {status}"));
+        assert_bad_answer(wallet.void(&void_order()).await, &format!("void {status}"));
     }
 }
 
@@ -435,6 +459,10 @@ async fn a_404_outside_the_lookup_is_transient_not_unknown() {
         let wallet = wallet(&server);
         assert_bad_answer(wallet.close("PR-1").await, &format!("close 404 {body}"));
         assert_bad_answer(wallet.refund(&order()).await, &format!("refund 404 {body}"));
+        assert_bad_answer(
+            wallet.void(&void_order()).await,
+            &format!("void 404 {body}"),
+        );
     }
 }
 
@@ -489,9 +517,11 @@ async fn a_slow_wallet_times_out_on_every_call() {
     assert!(matches!(error, WalletError::Timeout(200)), "{error:?}");
     let error = wallet.refund(&order()).await.unwrap_err();
     assert!(matches!(error, WalletError::Timeout(200)), "{error:?}");
+    let error = wallet.void(&void_order()).await.unwrap_err();
+    assert!(matches!(error, WalletError::Timeout(200)), "{error:?}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
-        "three calls bounded by the timeout, took {:?}",
+        "four calls bounded by the timeout, took {:?}",
         started.elapsed()
     );
 }
@@ -662,6 +692,7 @@ async fn close_reads_each_status() {
     for (wire, outcome) in [
         ("CLOSED", CloseOutcome::Closed),
         ("ALREADY_SUCCEEDED", CloseOutcome::AlreadySucceeded),
+        ("ALREADY_AUTHORIZED", CloseOutcome::AlreadyAuthorized),
         ("ALREADY_FAILED", CloseOutcome::AlreadyFailed),
         ("PENDING", CloseOutcome::Pending),
     ] {
@@ -897,6 +928,195 @@ async fn retries_send_the_same_refund_id_and_body() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// POST /payments/{id}/void
+
+#[tokio::test]
+async fn void_sends_the_contract_body_and_reads_each_status() {
+    let cases: Vec<(Value, VoidOutcome)> = vec![
+        (
+            json!({"status": "VOIDED", "reference": "VD-9"}),
+            VoidOutcome::Voided {
+                reference: Some("VD-9".to_owned()),
+            },
+        ),
+        // No reference, a null one or an empty one: voided all the same, nothing to record.
+        (
+            json!({"status": "VOIDED"}),
+            VoidOutcome::Voided { reference: None },
+        ),
+        (
+            json!({"status": "VOIDED", "reference": null, "message": null}),
+            VoidOutcome::Voided { reference: None },
+        ),
+        (
+            json!({"status": "VOIDED", "reference": ""}),
+            VoidOutcome::Voided { reference: None },
+        ),
+        (
+            json!({"status": "PENDING", "reference": "VD-9"}),
+            VoidOutcome::Pending,
+        ),
+        (
+            json!({"status": "FAILED", "message": "card issuer refused the release"}),
+            VoidOutcome::Failed {
+                reason: "card issuer refused the release".to_owned(),
+            },
+        ),
+        (
+            json!({"status": "ALREADY_CAPTURED", "reference": "CAP-1", "extra": 1}),
+            VoidOutcome::AlreadyCaptured,
+        ),
+    ];
+    for (answer, outcome) in cases {
+        let server = Server::always(Reply::json(200, answer.clone())).await;
+        assert_eq!(
+            wallet(&server).void(&void_order()).await.unwrap(),
+            outcome,
+            "{answer}"
+        );
+        let request = server.only_request();
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.target, "/payments/PR-2026-0007/void");
+        assert_eq!(request.header("content-type"), Some("application/json"));
+        assert_eq!(request.header("accept"), Some("application/json"));
+        assert_eq!(request.header("authorization"), Some("Bearer s3cr3t-t0ken"));
+        assert_eq!(request.json(), expected_void_request());
+    }
+}
+
+#[tokio::test]
+async fn a_void_refusal_always_has_a_reason_fit_to_store() {
+    let reason = |answer: Value| async move {
+        let server = Server::always(Reply::json(200, answer)).await;
+        match wallet(&server).void(&void_order()).await.unwrap() {
+            VoidOutcome::Failed { reason } => reason,
+            other => panic!("expected Failed, got {other:?}"),
+        }
+    };
+    // No message, a null one, or one that is only blanks: a default text, never an empty one.
+    for answer in [
+        json!({"status": "FAILED"}),
+        json!({"status": "FAILED", "message": null}),
+        json!({"status": "FAILED", "message": ""}),
+        json!({"status": "FAILED", "message": " \n\t "}),
+    ] {
+        let reason = reason(answer.clone()).await;
+        assert!(reason.contains("without a message"), "{answer}: {reason:?}");
+    }
+    // Control characters flattened, so it can be written (NUL cannot be, in PostgreSQL).
+    let cleaned =
+        reason(json!({"status": "FAILED", "message": "hold\u{0}kept\nsee\u{1b}[31m ops"})).await;
+    assert!(!cleaned.chars().any(char::is_control), "{cleaned:?}");
+    assert!(cleaned.starts_with("hold kept see"), "{cleaned:?}");
+    // Capped.
+    let long = reason(json!({"status": "FAILED", "message": "m".repeat(5_000)})).await;
+    assert!(long.starts_with("mmm"));
+    assert!(long.chars().count() <= 201, "capped: {}", long.len());
+    // The token, quoted back by a careless wallet, is scrubbed.
+    let quoted =
+        reason(json!({"status": "FAILED", "message": format!("bad Bearer {TOKEN}")})).await;
+    assert!(!quoted.contains(TOKEN), "{quoted:?}");
+    assert!(quoted.contains("[redacted]"), "{quoted:?}");
+}
+
+#[tokio::test]
+async fn void_answers_outside_the_contract_are_bad_answers() {
+    let raw_bodies = [
+        r#"{"status":"CANCELLED"}"#,
+        r#"{"status":"voided"}"#,
+        r#"{"status":"SUCCEEDED"}"#,
+        r#"{"status":"CAPTURED"}"#,
+        r#"{"status":null}"#,
+        r#"{"status":3}"#,
+        r#"{"reference":"VD-9"}"#,
+        r#"{"status":"VOIDED","reference":42}"#,
+        r#"{"status":"FAILED","message":["no"]}"#,
+        r#"{}"#,
+        r#"["VOIDED"]"#,
+        "VOIDED",
+        "<html>oops</html>",
+        "{",
+        "",
+    ];
+    for body in raw_bodies {
+        let server = Server::always(Reply::new(200, body)).await;
+        assert_bad_answer(wallet(&server).void(&void_order()).await, body);
+    }
+}
+
+#[tokio::test]
+async fn void_references_that_cannot_be_stored_are_bad_answers() {
+    let long = "V".repeat(129);
+    for bad in [
+        "VD\u{0}1",
+        "VD\n1",
+        "VD\u{1b}1",
+        "VD\u{7f}1",
+        "VD\u{85}1",
+        long.as_str(),
+    ] {
+        let server = Server::always(Reply::json(
+            200,
+            json!({"status": "VOIDED", "reference": bad}),
+        ))
+        .await;
+        assert_bad_answer(wallet(&server).void(&void_order()).await, bad);
+    }
+    // At the limit: accepted as sent, never altered.
+    let fits = "V".repeat(128);
+    let server = Server::always(Reply::json(
+        200,
+        json!({"status": "VOIDED", "reference": fits}),
+    ))
+    .await;
+    assert_eq!(
+        wallet(&server).void(&void_order()).await.unwrap(),
+        VoidOutcome::Voided {
+            reference: Some(fits)
+        }
+    );
+}
+
+#[tokio::test]
+async fn retries_send_the_same_void_id_and_body() {
+    // As the engine would: a 503, a timeout, a PENDING, then the answer.
+    let server = Server::start(|_, index| match index {
+        0 => Reply::new(503, "busy"),
+        1 => Reply::json(200, json!({"status": "VOIDED"})).delayed(Duration::from_secs(2)),
+        2 => Reply::json(200, json!({"status": "PENDING"})),
+        _ => Reply::json(200, json!({"status": "VOIDED", "reference": "VD-1"})),
+    })
+    .await;
+    let wallet = wallet_at(&server.url(), Some(TOKEN), Duration::from_millis(300));
+    let order = void_order();
+    assert!(matches!(
+        wallet.void(&order).await,
+        Err(WalletError::Unavailable(_))
+    ));
+    assert!(matches!(
+        wallet.void(&order).await,
+        Err(WalletError::Timeout(300))
+    ));
+    assert_eq!(wallet.void(&order).await.unwrap(), VoidOutcome::Pending);
+    assert_eq!(
+        wallet.void(&order).await.unwrap(),
+        VoidOutcome::Voided {
+            reference: Some("VD-1".to_owned())
+        }
+    );
+    let seen = server.seen();
+    assert_eq!(seen.len(), 4);
+    for request in &seen {
+        assert_eq!(request.target, "/payments/PR-2026-0007/void");
+        assert_eq!(request.json(), expected_void_request());
+        assert_eq!(
+            request.json()["voidId"],
+            json!(order.void_id.hyphenated().to_string())
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Authentication, URLs, connections
 
 #[tokio::test]
@@ -915,7 +1135,10 @@ async fn the_bearer_token_is_sent_only_when_configured() {
     let wallet = wallet(&server);
     wallet.close("PR-1").await.unwrap();
     wallet.refund(&order()).await.unwrap();
-    for request in server.seen() {
+    wallet.void(&void_order()).await.unwrap();
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3);
+    for request in seen {
         assert_eq!(request.header("authorization"), Some("Bearer s3cr3t-t0ken"));
     }
 }
@@ -954,6 +1177,8 @@ async fn ids_are_percent_encoded_as_one_path_segment() {
         let server = Server::start(move |request, _| {
             if request.target.ends_with("/close") {
                 Reply::json(200, json!({"status": "CLOSED"}))
+            } else if request.target.ends_with("/void") {
+                Reply::json(200, json!({"status": "VOIDED"}))
             } else {
                 Reply::json(200, payment_body(id, "PROCESSING"))
             }
@@ -963,6 +1188,14 @@ async fn ids_are_percent_encoded_as_one_path_segment() {
         let payment = wallet.payment(id).await.unwrap().unwrap();
         assert_eq!(payment.payment_request_id, id);
         assert_eq!(wallet.close(id).await.unwrap(), CloseOutcome::Closed);
+        let void = VoidOrder {
+            payment_request_id: id.to_owned(),
+            ..void_order()
+        };
+        assert_eq!(
+            wallet.void(&void).await.unwrap(),
+            VoidOutcome::Voided { reference: None }
+        );
         let seen = server.seen();
         assert_eq!(seen[0].target, format!("/payments/{encoded}"), "{id:?}");
         assert_eq!(
@@ -970,6 +1203,12 @@ async fn ids_are_percent_encoded_as_one_path_segment() {
             format!("/payments/{encoded}/close"),
             "{id:?}"
         );
+        assert_eq!(
+            seen[2].target,
+            format!("/payments/{encoded}/void"),
+            "{id:?}"
+        );
+        assert_eq!(seen[2].json()["paymentRequestId"], json!(id), "{id:?}");
     }
 }
 
@@ -980,6 +1219,11 @@ async fn ids_that_are_dot_segments_are_never_sent() {
     for id in ["", ".", ".."] {
         assert!(wallet.payment(id).await.is_err(), "{id:?}");
         assert!(wallet.close(id).await.is_err(), "{id:?}");
+        let void = VoidOrder {
+            payment_request_id: id.to_owned(),
+            ..void_order()
+        };
+        assert!(wallet.void(&void).await.is_err(), "{id:?}");
     }
     assert!(
         server.seen().is_empty(),

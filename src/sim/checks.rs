@@ -112,7 +112,9 @@ impl Kit {
         }
     }
 
-    /// Sends a valid cancel until final and expects `code`; then the settled state.
+    /// Sends a valid cancel until final and expects `code`; then the settled state; then the
+    /// same cancel again, which must get the first answer byte for byte (the money work done
+    /// since must not change what Alipay+ is told).
     async fn cancel_expecting(
         &self,
         check: &str,
@@ -121,7 +123,8 @@ impl Kit {
         settled: &str,
     ) -> Row {
         let id = &payment.payment_request_id;
-        let (outcome, story) = self.until_final(check, &self.alipay.cancel(id)).await;
+        let probe = self.alipay.cancel(id);
+        let (outcome, story) = self.until_final(check, &probe).await;
         let Some(outcome) = outcome else {
             return Row::fail(
                 check,
@@ -134,7 +137,7 @@ impl Kit {
                 format!("{id}: expected {code}, got {}", describe(&outcome)),
             );
         }
-        match check_settled(
+        let evidence = match check_settled(
             self.internal.as_ref(),
             &self.payments,
             id,
@@ -144,8 +147,35 @@ impl Kit {
         )
         .await
         {
-            Ok(evidence) => Row::pass(check, format!("{id}: {}; {evidence}", describe(&outcome))),
-            Err(problem) => Row::fail(check, format!("{id}: {}; {problem}", describe(&outcome))),
+            Ok(evidence) => evidence,
+            Err(problem) => {
+                return Row::fail(check, format!("{id}: {}; {problem}", describe(&outcome)));
+            }
+        };
+        match self.alipay.send(check, &probe).await {
+            Ok(again) if again.raw_body == outcome.raw_body => Row::pass(
+                check,
+                format!(
+                    "{id}: {}; {evidence}; replayed byte-identical",
+                    describe(&outcome)
+                ),
+            ),
+            Ok(again) => Row::fail(
+                check,
+                format!(
+                    "{id}: {}; {evidence}; the replay got {:?}, the first answer was {:?}",
+                    describe(&outcome),
+                    text(&again),
+                    text(&outcome)
+                ),
+            ),
+            Err(e) => Row::fail(
+                check,
+                format!(
+                    "{id}: {}; {evidence}; no answer to the replay: {e:#}",
+                    describe(&outcome)
+                ),
+            ),
         }
     }
 

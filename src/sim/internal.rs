@@ -84,7 +84,8 @@ fn encode(id: &str) -> String {
 }
 
 /// After an `S`: the cancellation reached `want` and, for a SUCCESS payment, the money went
-/// back once for the full amount. `Ok(evidence)` or `Err(what is wrong)`.
+/// back once for the full amount; for an AUTHORIZED one (`voided`), the demo ledger released
+/// the hold once and refunded nothing. `Ok(evidence)` or `Err(what is wrong)`.
 pub async fn check_settled(
     internal: Option<&InternalApi>,
     payments: &PaymentMaker,
@@ -139,6 +140,20 @@ pub async fn check_settled(
             evidence.push(format!("one refund of {value} in the wallet"));
         } else {
             evidence.push("no refund in the wallet".into());
+        }
+        let voids = demo
+            .voids_of(id)
+            .await
+            .map_err(|e| format!("reading the demo ledger: {e}"))?;
+        let expected = usize::from(want == "voided");
+        if voids.len() != expected {
+            return Err(format!(
+                "{} voids in the demo ledger, expected {expected}",
+                voids.len()
+            ));
+        }
+        if expected == 1 {
+            evidence.push("one void in the wallet".into());
         }
     }
     Ok(evidence.join(", "))

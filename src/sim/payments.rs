@@ -1,5 +1,5 @@
 //! Test payments in a given state, made at the MPP before the kit cancels them: the checks and
-//! scenarios that need a SUCCESS, FAILED or PROCESSING payment (or one created near the
+//! scenarios that need a SUCCESS, AUTHORIZED, FAILED or PROCESSING payment (or one created near the
 //! cut-off) run only when the kit can make one. Three ways:
 //!
 //! - our demo wallet (`--demo-wallet`): the kit writes to the same PostgreSQL as the service
@@ -53,16 +53,13 @@ impl TestStatus {
         }
     }
 
-    /// The wallet status this maps to, or why the kit cannot make such a payment yet.
-    pub fn wallet_status(self) -> Result<PaymentStatus, &'static str> {
+    /// The wallet status this maps to.
+    pub fn wallet_status(self) -> PaymentStatus {
         match self {
-            Self::Success => Ok(PaymentStatus::Success),
-            Self::Failed => Ok(PaymentStatus::Failed),
-            Self::Processing => Ok(PaymentStatus::Processing),
-            Self::Authorized => Err(
-                "AUTHORIZED payments do not exist in mpp-cancel yet (the authorization void \
-                 flow is another issue)",
-            ),
+            Self::Success => PaymentStatus::Success,
+            Self::Failed => PaymentStatus::Failed,
+            Self::Processing => PaymentStatus::Processing,
+            Self::Authorized => PaymentStatus::Authorized,
         }
     }
 
@@ -124,10 +121,7 @@ impl PaymentMaker {
     }
 
     pub async fn create(&self, payment: &TestPayment) -> Result<(), CreateError> {
-        let status = payment
-            .status
-            .wallet_status()
-            .map_err(|why| CreateError::Unavailable(why.to_string()))?;
+        let status = payment.status.wallet_status();
         let created_at = payment
             .created_at
             .to_rfc3339_opts(SecondsFormat::Millis, true);

@@ -7,11 +7,12 @@
 //! GET  {base}/payments/{paymentRequestId}        -> 200 payment | 404 {"code":"PAYMENT_NOT_FOUND"}
 //! POST {base}/payments/{paymentRequestId}/close  -> 200 {"status": ...} (unknown id: CLOSED)
 //! POST {base}/refunds                            -> 200 {"status", "amount"?, "reference"?, "message"?}
+//! POST {base}/payments/{paymentRequestId}/void   -> 200 {"status", "reference"?, "message"?}
 //! ```
 //!
 //! "Unknown" is only ever the contract's 404 body: a 404 without it (a wrong `base_url`, a
 //! proxy's page) is an error, or a misrouted wallet would turn every cancel into `S` for a
-//! payment it never looked up. A 404 on close or refund is always an error.
+//! payment it never looked up. A 404 on close, refund or void is always an error.
 //!
 //! What the wallet sends back is untrusted input that ends up in the database: identifiers
 //! (`paymentId`, `reference`) are refused as a [`WalletError::BadAnswer`] when they hold a

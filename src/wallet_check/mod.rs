@@ -40,6 +40,7 @@ pub enum Rule {
     UnknownIsNotFound,
     WrongPathIsNotUnknown,
     CloseUnknown,
+    CloseAuthorized,
     RefundDedupeConcurrent,
     RefundDedupeSequential,
     RefundSucceededAmount,
@@ -56,6 +57,7 @@ impl Rule {
             Self::UnknownIsNotFound => "unknown-is-404",
             Self::WrongPathIsNotUnknown => "wrong-path-is-not-unknown",
             Self::CloseUnknown => "close-unknown",
+            Self::CloseAuthorized => "close-authorized",
             Self::RefundDedupeConcurrent => "refund-dedupe-concurrent",
             Self::RefundDedupeSequential => "refund-dedupe-sequential",
             Self::RefundSucceededAmount => "refund-succeeded-amount",
@@ -227,7 +229,8 @@ impl Plan {
         format!(
             "wallet-check against {}: money moves ONLY on these payments: {}.\n\
              The first SUCCESS one with nothing refunded is refunded in full (one refundId, sent \
-             concurrently and repeated); the first AUTHORIZED one is voided (one voidId, likewise). \
+             concurrently and repeated); the first AUTHORIZED one is closed (which must leave it \
+             held) and voided (one voidId, likewise). \
              No other payment is touched; other calls use fresh ids wallet-check-<uuid>.\n",
             self.base_url,
             self.payments.join(", ")
@@ -328,13 +331,26 @@ pub async fn run(config: &CheckConfig) -> anyhow::Result<Report> {
 
     match facts.iter().find(|(_, f)| f.status == "AUTHORIZED") {
         Some((id, f)) => {
+            // Before the void: closing a held payment reports it, and leaves it held.
+            let close = client.post(&client::payment_path(id, "/close"), None).await;
+            let after = client.get(&client::payment_path(id, "")).await;
+            record(
+                &mut results,
+                Rule::CloseAuthorized,
+                rules::close_authorized(id, &close, &after),
+                vec![close, after],
+            );
             for row in void_rules(&client, config.concurrency, id, f).await {
                 record(&mut results, row.rule, row.verdict, row.evidence);
             }
         }
         None => {
             let why = "needs a --payment whose lookup is AUTHORIZED";
-            for rule in [Rule::VoidDedupeConcurrent, Rule::VoidDedupeSequential] {
+            for rule in [
+                Rule::CloseAuthorized,
+                Rule::VoidDedupeConcurrent,
+                Rule::VoidDedupeSequential,
+            ] {
                 record(&mut results, rule, Verdict::Skip(why.into()), Vec::new());
             }
         }

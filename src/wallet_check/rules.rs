@@ -257,6 +257,31 @@ pub fn close_unknown(first: &Exchange, repeat: &Exchange, lookup_after: &Exchang
     }
 }
 
+/// Rule `close-authorized`: closing an AUTHORIZED payment answers ALREADY_AUTHORIZED (the
+/// engine then releases the hold through `void`) and leaves it AUTHORIZED. Any other answer
+/// sends the engine the wrong way: ALREADY_SUCCEEDED toward a refund of money never captured,
+/// CLOSED or ALREADY_FAILED toward `nothing_to_refund` with the hold still on the user's card.
+pub fn close_authorized(id: &str, close: &Exchange, lookup_after: &Exchange) -> Verdict {
+    match close_status(close) {
+        Ok(status) if status == "ALREADY_AUTHORIZED" => {}
+        Ok(status) => {
+            return Verdict::Fail(format!(
+                "closing the AUTHORIZED payment {id} answered {status:?}, the contract says \
+                 ALREADY_AUTHORIZED"
+            ));
+        }
+        Err(why) => return Verdict::Fail(format!("the close of {id}: {why}")),
+    }
+    match payment_lookup(id, lookup_after) {
+        Ok(facts) if facts.status == "AUTHORIZED" => Verdict::Pass,
+        Ok(facts) => Verdict::Fail(format!(
+            "after the close, the lookup of {id} shows {}: closing must leave a hold as it is",
+            facts.status
+        )),
+        Err(why) => Verdict::Fail(format!("the lookup after the close: {why}")),
+    }
+}
+
 const REFUND_STATUSES: &[&str] = &["SUCCEEDED", "PENDING", "FAILED"];
 const VOID_STATUSES: &[&str] = &["VOIDED", "PENDING", "FAILED", "ALREADY_CAPTURED"];
 
@@ -526,6 +551,23 @@ mod tests {
         let mut live = payment();
         live["status"] = json!("PROCESSING");
         assert!(close_unknown(&closed, &closed, &answer(200, live)).is_fail());
+    }
+
+    #[test]
+    fn closing_a_hold_reports_it_and_leaves_it_held() {
+        let mut held = payment();
+        held["status"] = json!("AUTHORIZED");
+        let held = answer(200, held);
+        let reported = answer(200, json!({"status": "ALREADY_AUTHORIZED"}));
+        assert_eq!(close_authorized("p1", &reported, &held), Verdict::Pass);
+        for wrong in ["ALREADY_SUCCEEDED", "CLOSED", "ALREADY_FAILED", "PENDING"] {
+            let verdict = close_authorized("p1", &answer(200, json!({"status": wrong})), &held);
+            assert!(verdict.is_fail(), "{wrong}");
+        }
+        assert!(close_authorized("p1", &answer(500, json!({})), &held).is_fail());
+        let mut released = payment();
+        released["status"] = json!("FAILED");
+        assert!(close_authorized("p1", &reported, &answer(200, released)).is_fail());
     }
 
     fn refund(status: &str, reference: &str, amount: Option<&str>) -> Exchange {
