@@ -2,15 +2,16 @@
 //! injected at random, checked against the money invariants once the faults stop and the
 //! engine drains.
 //!
-//! A history: payments of every kind (SUCCESS, FAILED, PROCESSING that closes or succeeds
-//! later, unknown, unknown that appears later, already refunded, created near the cut-off,
-//! outside the window; card authorizations: AUTHORIZED, AUTHORIZED that the merchant captures
-//! at a random moment (before the cancel, or just before a void reaches the wallet), AUTHORIZED
-//! outside the window, PROCESSING or unknown that is authorized later), Alipay+ traffic (fresh cancels, concurrent twins, replays, retries
-//! after U until S or F, bad inputs), two service instances (one reaching the database through
-//! a proxy that is cut at random) and refund engines that are killed (their futures dropped at
-//! any await, as kill -9 would) and restarted, against a wallet double that errs, times out,
-//! answers PENDING, reports late successes, sends junk references and is slower than a lease.
+//! A history: payments of every kind (SUCCESS, FAILED, PROCESSING that closes or succeeds later,
+//! unknown, unknown that appears later, already refunded, created near the cut-off, outside the
+//! window; card authorizations: AUTHORIZED, AUTHORIZED that the merchant captures at a random
+//! moment (before the cancel, or just before a void reaches the wallet), AUTHORIZED outside the
+//! window, PROCESSING or unknown that is authorized later), Alipay+ traffic (fresh cancels,
+//! concurrent twins, replays, retries after U until S or F, bad inputs), two service instances (one
+//! reaching the database through a proxy that is cut at random) and refund engines that are killed
+//! (their futures dropped at any await, as kill -9 would) and restarted, against a wallet double
+//! that errs, times out, answers PENDING, reports late successes, loses the answer after the money
+//! moved or the hold was released, sends junk references and is slower than a lease.
 //!
 //! `CHAOS_SEED` (first seed, default 1) and `CHAOS_HISTORIES` (default 3) choose the
 //! histories; `scripts/chaos --seed S --histories N` runs them and prints one line per failure.
@@ -90,8 +91,8 @@ struct Ledger {
     captured: HashSet<String>,
     /// Authorizations the merchant may capture at any moment, also just before a void lands.
     capturable: HashSet<String>,
-    /// Ids whose refund answer carried a junk reference: the one cause of manual review this
-    /// wallet provokes.
+    /// Ids whose refund or void answer carried a junk reference: the one cause of manual review
+    /// this wallet provokes.
     junk_references: HashSet<String>,
     in_flight: HashMap<uuid::Uuid, usize>,
     max_in_flight: usize,
@@ -238,12 +239,22 @@ impl Wallet for ChaosWallet {
             }
         }
         drop(ledger);
-        // The hold was released; the answer may still be lost.
+        // The hold was released; the answer may still be lost or junk.
         if self.roll(0.05) {
             return Err(WalletError::Timeout(1));
         }
+        let reference = if self.roll(0.03) {
+            self.ledger
+                .lock()
+                .unwrap()
+                .junk_references
+                .insert(order.payment_request_id.clone());
+            "junk\u{7f}void".to_owned()
+        } else {
+            format!("void-{}", order.void_id)
+        };
         Ok(VoidOutcome::Voided {
-            reference: Some(format!("void-{}", order.void_id)),
+            reference: Some(reference),
         })
     }
 
