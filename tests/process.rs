@@ -12,6 +12,7 @@ use futures_util::stream;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const PAYMENTS: usize = 300;
@@ -43,6 +44,16 @@ async fn burst(
     service_url: &str,
     ids: &[String],
 ) -> HashMap<String, Option<Vec<u8>>> {
+    burst_counting(http, service_url, ids, &AtomicUsize::new(0)).await
+}
+
+/// [`burst`], counting in `answered` the answers received so far.
+async fn burst_counting(
+    http: &reqwest::Client,
+    service_url: &str,
+    ids: &[String],
+    answered: &AtomicUsize,
+) -> HashMap<String, Option<Vec<u8>>> {
     stream::iter(ids.iter().cloned())
         .map(|id| async move {
             let body = serde_json::json!({
@@ -58,6 +69,9 @@ async fn burst(
                 Ok(r) => r.bytes().await.ok().map(|b| b.to_vec()),
                 Err(_) => None,
             };
+            if bytes.is_some() {
+                answered.fetch_add(1, Ordering::SeqCst);
+            }
             (id, bytes)
         })
         .buffer_unordered(16)
@@ -179,8 +193,11 @@ async fn assert_each_voided_exactly_once(pool: &PgPool) {
     assert_eq!(refunds, 0, "nothing refunded for an authorization");
 }
 
-/// Starts the service, SIGKILLs it 150 ms into a burst of cancels for `ids`, checks no `S`
-/// came without its record, restarts it and lets Alipay+ retry (and replay) every id: each
+/// Answers a burst has received when the kill comes: some `S` are out, most are not.
+const KILL_AFTER_ANSWERS: usize = 20;
+
+/// Starts the service, SIGKILLs it once a burst of cancels for `ids` has had
+/// [`KILL_AFTER_ANSWERS`] answers, checks no `S` came without its record, restarts it and lets Alipay+ retry (and replay) every id: each
 /// must end `S`, byte for byte the same as any `S` sent before the kill. Returns the restarted
 /// service, still running, to finish the money work.
 async fn kill_mid_burst_then_retry(db_url: &str, pool: &PgPool, ids: &[String]) -> ServiceProcess {
@@ -189,8 +206,14 @@ async fn kill_mid_burst_then_retry(db_url: &str, pool: &PgPool, ids: &[String]) 
     service.wait_until_up().await;
 
     let url = service.public.clone();
-    let (answers, ()) = tokio::join!(burst(&http, &url, ids), async {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    let answered = AtomicUsize::new(0);
+    let (answers, ()) = tokio::join!(burst_counting(&http, &url, ids, &answered), async {
+        for _ in 0..6000 {
+            if answered.load(Ordering::SeqCst) >= KILL_AFTER_ANSWERS {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         service.child.kill().expect("SIGKILL");
     });
     service.child.wait().unwrap();

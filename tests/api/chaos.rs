@@ -718,7 +718,8 @@ async fn check_invariants(
         // Only an accepted cancellation of an authorization may void, and only through the
         // void id it stored; never a SUCCESS, FAILED, rejected or never-seen payment.
         let authorized = ledger.authorized.contains(id);
-        if !sent.is_empty() && !(accepted && authorized) {
+        let may_void = accepted && authorized;
+        if !sent.is_empty() && !may_void {
             return Err(format!(
                 "{id} ({kind:?}): a void call for a payment {} (state {})",
                 if authorized {
