@@ -2,13 +2,16 @@
 //! injected at random, checked against the money invariants once the faults stop and the
 //! engine drains.
 //!
-//! A history: payments of every kind (SUCCESS, FAILED, PROCESSING that closes or succeeds
-//! later, unknown, unknown that appears later, already refunded, created near the cut-off,
-//! outside the window), Alipay+ traffic (fresh cancels, concurrent twins, replays, retries
-//! after U until S or F, bad inputs), two service instances (one reaching the database through
-//! a proxy that is cut at random) and refund engines that are killed (their futures dropped at
-//! any await, as kill -9 would) and restarted, against a wallet double that errs, times out,
-//! answers PENDING, reports late successes, sends junk references and is slower than a lease.
+//! A history: payments of every kind (SUCCESS, FAILED, PROCESSING that closes or succeeds later,
+//! unknown, unknown that appears later, already refunded, created near the cut-off, outside the
+//! window; card authorizations: AUTHORIZED, AUTHORIZED that the merchant captures at a random
+//! moment (before the cancel, or just before a void reaches the wallet), AUTHORIZED outside the
+//! window, PROCESSING or unknown that is authorized later), Alipay+ traffic (fresh cancels,
+//! concurrent twins, replays, retries after U until S or F, bad inputs), two service instances (one
+//! reaching the database through a proxy that is cut at random) and refund engines that are killed
+//! (their futures dropped at any await, as kill -9 would) and restarted, against a wallet double
+//! that errs, times out, answers PENDING, reports late successes, loses the answer after the money
+//! moved or the hold was released, sends junk references and is slower than a lease.
 //!
 //! `CHAOS_SEED` (first seed, default 1) and `CHAOS_HISTORIES` (default 3) choose the
 //! histories; `scripts/chaos --seed S --histories N` runs them and prints one line per failure.
@@ -45,9 +48,14 @@ enum Kind {
     AlreadyRefunded,
     NearCutoff,
     WindowClosed,
+    Authorized,
+    AuthorizedCaptured,
+    AuthorizedWindowClosed,
+    ProcessingAuthorizesLater,
+    UnknownAuthorizedLater,
 }
 
-const KINDS: [Kind; 9] = [
+const KINDS: [Kind; 14] = [
     Kind::Success,
     Kind::Failed,
     Kind::ProcessingCloses,
@@ -57,6 +65,11 @@ const KINDS: [Kind; 9] = [
     Kind::AlreadyRefunded,
     Kind::NearCutoff,
     Kind::WindowClosed,
+    Kind::Authorized,
+    Kind::AuthorizedCaptured,
+    Kind::AuthorizedWindowClosed,
+    Kind::ProcessingAuthorizesLater,
+    Kind::UnknownAuthorizedLater,
 ];
 
 /// The ledger of the wallet double, the truth the invariants are checked against.
@@ -69,6 +82,18 @@ struct Ledger {
     refunds: HashMap<uuid::Uuid, (String, i64)>,
     /// void_id -> paymentRequestId: holds released, once per void id.
     voids: HashMap<uuid::Uuid, String>,
+    /// paymentRequestId -> every void id a void call named for it (one, or none, is right).
+    void_ids_sent: HashMap<String, HashSet<uuid::Uuid>>,
+    /// Ids that were AUTHORIZED at some moment: a release (or, once captured, a refund) is owed
+    /// when their cancel is accepted.
+    authorized: HashSet<String>,
+    /// Authorizations the merchant captured: the hold became a charge.
+    captured: HashSet<String>,
+    /// Authorizations the merchant may capture at any moment, also just before a void lands.
+    capturable: HashSet<String>,
+    /// Ids whose refund or void answer carried a junk reference: the one cause of manual review
+    /// this wallet provokes.
+    junk_references: HashSet<String>,
     in_flight: HashMap<uuid::Uuid, usize>,
     max_in_flight: usize,
 }
@@ -103,10 +128,22 @@ impl ChaosWallet {
 
     fn pay_later(&self, payment: Payment) {
         let mut ledger = self.ledger.lock().unwrap();
-        if !ledger.closed_unknown.contains(&payment.payment_request_id) {
-            ledger
-                .payments
-                .insert(payment.payment_request_id.clone(), payment);
+        let id = payment.payment_request_id.clone();
+        if !ledger.closed_unknown.contains(&id) && !ledger.payments.contains_key(&id) {
+            if payment.status == PaymentStatus::Authorized {
+                ledger.authorized.insert(id.clone());
+            }
+            ledger.payments.insert(id, payment);
+        }
+    }
+
+    fn authorize_later(&self, id: &str) {
+        let mut ledger = self.ledger.lock().unwrap();
+        if let Some(p) = ledger.payments.get_mut(id)
+            && p.status == PaymentStatus::Processing
+        {
+            p.status = PaymentStatus::Authorized;
+            ledger.authorized.insert(id.to_owned());
         }
     }
 
@@ -115,6 +152,18 @@ impl ChaosWallet {
             && p.status == PaymentStatus::Processing
         {
             p.status = PaymentStatus::Success;
+        }
+    }
+}
+
+impl Ledger {
+    /// The merchant captures an authorization still held; a released one cannot be captured.
+    fn capture(&mut self, id: &str) {
+        if let Some(p) = self.payments.get_mut(id)
+            && p.status == PaymentStatus::Authorized
+        {
+            p.status = PaymentStatus::Success;
+            self.captured.insert(id.to_owned());
         }
     }
 }
@@ -151,11 +200,23 @@ impl Wallet for ChaosWallet {
 
     async fn void(&self, order: &VoidOrder) -> Result<VoidOutcome, WalletError> {
         let _in_flight = InFlight::enter(self, order.void_id);
+        self.ledger
+            .lock()
+            .unwrap()
+            .void_ids_sent
+            .entry(order.payment_request_id.clone())
+            .or_default()
+            .insert(order.void_id);
         self.misbehave().await?;
         if self.roll(0.08) {
             return Ok(VoidOutcome::Pending);
         }
+        // The merchant's capture races the void (not a fault: it happens with the faults off).
+        let capture_first = self.rng.lock().unwrap().f64() < 0.3;
         let mut ledger = self.ledger.lock().unwrap();
+        if capture_first && ledger.capturable.contains(&order.payment_request_id) {
+            ledger.capture(&order.payment_request_id);
+        }
         if !ledger.voids.contains_key(&order.void_id) {
             match ledger
                 .payments
@@ -178,12 +239,22 @@ impl Wallet for ChaosWallet {
             }
         }
         drop(ledger);
-        // The hold was released; the answer may still be lost.
+        // The hold was released; the answer may still be lost or junk.
         if self.roll(0.05) {
             return Err(WalletError::Timeout(1));
         }
+        let reference = if self.roll(0.03) {
+            self.ledger
+                .lock()
+                .unwrap()
+                .junk_references
+                .insert(order.payment_request_id.clone());
+            "junk\u{7f}void".to_owned()
+        } else {
+            format!("void-{}", order.void_id)
+        };
         Ok(VoidOutcome::Voided {
-            reference: Some(format!("void-{}", order.void_id)),
+            reference: Some(reference),
         })
     }
 
@@ -208,6 +279,11 @@ impl Wallet for ChaosWallet {
                 return Err(WalletError::Timeout(1));
             }
             let reference = if self.roll(0.03) {
+                self.ledger
+                    .lock()
+                    .unwrap()
+                    .junk_references
+                    .insert(order.payment_request_id.clone());
                 "junk\u{0}reference".to_owned()
             } else {
                 format!("ref-{}", order.refund_id)
@@ -252,6 +328,7 @@ pub struct HistoryStats {
     pub faults: u64,
     pub engine_kills: u64,
     pub db_cuts: u64,
+    pub coverage: Coverage,
 }
 
 fn settings() -> Settings {
@@ -310,7 +387,7 @@ pub async fn run_history(seed: u64, payments: usize) -> Result<HistoryStats, Str
         let kind = KINDS[rng.usize(..KINDS.len())];
         let created: DateTime<Utc> = match kind {
             Kind::NearCutoff => at("2026-11-20T23:59:50+08:00"),
-            Kind::WindowClosed => at("2026-11-19T12:00:00+08:00"),
+            Kind::WindowClosed | Kind::AuthorizedWindowClosed => at("2026-11-19T12:00:00+08:00"),
             _ => at("2026-11-20T12:00:00+08:00"),
         };
         let payment = |status, refunded| Payment {
@@ -333,7 +410,18 @@ pub async fn run_history(seed: u64, payments: usize) -> Result<HistoryStats, Str
                     .payments
                     .insert(id.clone(), payment(PaymentStatus::Failed, 0));
             }
-            Kind::ProcessingCloses | Kind::ProcessingSucceedsLater => {
+            Kind::Authorized | Kind::AuthorizedCaptured | Kind::AuthorizedWindowClosed => {
+                ledger
+                    .payments
+                    .insert(id.clone(), payment(PaymentStatus::Authorized, 0));
+                ledger.authorized.insert(id.clone());
+                if kind == Kind::AuthorizedCaptured {
+                    ledger.capturable.insert(id.clone());
+                }
+            }
+            Kind::ProcessingCloses
+            | Kind::ProcessingSucceedsLater
+            | Kind::ProcessingAuthorizesLater => {
                 ledger
                     .payments
                     .insert(id.clone(), payment(PaymentStatus::Processing, 0));
@@ -343,10 +431,13 @@ pub async fn run_history(seed: u64, payments: usize) -> Result<HistoryStats, Str
                     .payments
                     .insert(id.clone(), payment(PaymentStatus::Success, 10));
             }
-            Kind::Unknown | Kind::UnknownAppearsLater => {}
+            Kind::Unknown | Kind::UnknownAppearsLater | Kind::UnknownAuthorizedLater => {}
         }
         drop(ledger);
-        let full = payment(PaymentStatus::Success, 0);
+        let full = match kind {
+            Kind::UnknownAuthorizedLater => payment(PaymentStatus::Authorized, 0),
+            _ => payment(PaymentStatus::Success, 0),
+        };
         kinds.insert(id, (kind, full));
     }
 
@@ -437,7 +528,12 @@ pub async fn run_history(seed: u64, payments: usize) -> Result<HistoryStats, Str
             let id = &ids[rng.usize(..ids.len())];
             match kinds[id] {
                 (Kind::ProcessingSucceedsLater, _) => wallet.succeed_later(id),
-                (Kind::UnknownAppearsLater, ref p) => wallet.pay_later(p.clone()),
+                (Kind::UnknownAppearsLater | Kind::UnknownAuthorizedLater, ref p) => {
+                    wallet.pay_later(p.clone())
+                }
+                (Kind::ProcessingAuthorizesLater, _) => wallet.authorize_later(id),
+                // Before the cancel arrives, or while the engine works on it.
+                (Kind::AuthorizedCaptured, _) => wallet.ledger.lock().unwrap().capture(id),
                 _ => {}
             }
         }
@@ -494,8 +590,59 @@ pub async fn run_history(seed: u64, payments: usize) -> Result<HistoryStats, Str
         return Err("rows still due 15 s after the faults stopped".into());
     }
     let answers = answers.lock().unwrap().clone();
-    check_invariants(&db, &wallet, &kinds, &answers).await?;
+    stats.coverage = check_invariants(&db, &wallet, &kinds, &answers).await?;
     Ok(stats)
+}
+
+/// What a history's authorizations came to, for the summary line: proof that every path ran.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Coverage {
+    pub voided: u64,
+    /// Holds captured before the cancel was decided: refunded with no void at all.
+    pub captured_before_cancel: u64,
+    /// Voids answered ALREADY_CAPTURED: refunded from the void row.
+    pub captured_during_void: u64,
+    pub manual_reviews: u64,
+}
+
+/// The wallet's truth, copied once the history is over.
+struct LedgerView {
+    max_in_flight: usize,
+    refunds_of: HashMap<String, Vec<i64>>,
+    released_of: HashMap<String, Vec<uuid::Uuid>>,
+    void_ids_sent: HashMap<String, HashSet<uuid::Uuid>>,
+    status: HashMap<String, PaymentStatus>,
+    authorized: HashSet<String>,
+    captured: HashSet<String>,
+    junk_references: HashSet<String>,
+}
+
+impl LedgerView {
+    fn of(wallet: &ChaosWallet) -> Self {
+        let ledger = wallet.ledger.lock().unwrap();
+        let mut refunds_of: HashMap<String, Vec<i64>> = HashMap::new();
+        for (pid, amount) in ledger.refunds.values() {
+            refunds_of.entry(pid.clone()).or_default().push(*amount);
+        }
+        let mut released_of: HashMap<String, Vec<uuid::Uuid>> = HashMap::new();
+        for (void_id, pid) in &ledger.voids {
+            released_of.entry(pid.clone()).or_default().push(*void_id);
+        }
+        Self {
+            max_in_flight: ledger.max_in_flight,
+            refunds_of,
+            released_of,
+            void_ids_sent: ledger.void_ids_sent.clone(),
+            status: ledger
+                .payments
+                .values()
+                .map(|p| (p.payment_request_id.clone(), p.status))
+                .collect(),
+            authorized: ledger.authorized.clone(),
+            captured: ledger.captured.clone(),
+            junk_references: ledger.junk_references.clone(),
+        }
+    }
 }
 
 async fn check_invariants(
@@ -503,26 +650,15 @@ async fn check_invariants(
     wallet: &ChaosWallet,
     kinds: &HashMap<String, (Kind, Payment)>,
     answers: &HashMap<String, Vec<Vec<u8>>>,
-) -> Result<(), String> {
+) -> Result<Coverage, String> {
     let store = db.store();
-    let (max_in_flight, refunds, succeeded) = {
-        let ledger = wallet.ledger.lock().unwrap();
-        let succeeded: HashSet<String> = ledger
-            .payments
-            .values()
-            .filter(|p| p.status == PaymentStatus::Success)
-            .map(|p| p.payment_request_id.clone())
-            .collect();
-        (ledger.max_in_flight, ledger.refunds.clone(), succeeded)
-    };
-    if max_in_flight > 1 {
+    let ledger = LedgerView::of(wallet);
+    let mut coverage = Coverage::default();
+    if ledger.max_in_flight > 1 {
         return Err(format!(
-            "a refund id was in {max_in_flight} wallet calls at once"
+            "a refund or void id was in {} wallet calls at once",
+            ledger.max_in_flight
         ));
-    }
-    let mut refunds_of: HashMap<&str, Vec<i64>> = HashMap::new();
-    for (pid, amount) in refunds.values() {
-        refunds_of.entry(pid.as_str()).or_default().push(*amount);
     }
     let window = mpp_cancel::domain::CancellationWindow::default();
     for (id, (kind, payment)) in kinds {
@@ -546,13 +682,76 @@ async fn check_invariants(
                 record.state
             ));
         }
-        let moved = refunds_of.get(id.as_str()).cloned().unwrap_or_default();
+        // manual_review is terminal and allowed, but only for a cause this wallet provoked.
+        if record.state == "manual_review" {
+            coverage.manual_reviews += 1;
+            if record.last_error.is_none() {
+                return Err(format!("{id}: manual_review without a reason"));
+            }
+            if !ledger.junk_references.contains(id) {
+                return Err(format!(
+                    "{id} ({kind:?}): manual_review with nothing injected to cause it: {}",
+                    record.last_error.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+        let moved = ledger.refunds_of.get(id).cloned().unwrap_or_default();
         if moved.len() > 1 {
             return Err(format!("{id}: refunded {} times", moved.len()));
         }
+        let released = ledger.released_of.get(id).cloned().unwrap_or_default();
+        let sent = ledger.void_ids_sent.get(id).cloned().unwrap_or_default();
+        if sent.len() > 1 {
+            return Err(format!(
+                "{id} ({kind:?}): void calls under {} void ids",
+                sent.len()
+            ));
+        }
+        if released.len() > 1 {
+            return Err(format!("{id}: {} holds released", released.len()));
+        }
+        if !released.is_empty() && !moved.is_empty() {
+            return Err(format!(
+                "{id} ({kind:?}): its hold released and {moved:?} refunded"
+            ));
+        }
+        // Only an accepted cancellation of an authorization may void, and only through the
+        // void id it stored; never a SUCCESS, FAILED, rejected or never-seen payment.
+        let authorized = ledger.authorized.contains(id);
+        let may_void = accepted && authorized;
+        if !sent.is_empty() && !may_void {
+            return Err(format!(
+                "{id} ({kind:?}): a void call for a payment {} (state {})",
+                if authorized {
+                    "whose cancel was refused"
+                } else {
+                    "never authorized"
+                },
+                record.state
+            ));
+        }
+        if let Some(void_id) = sent.iter().next()
+            && record.void_id != Some(*void_id)
+        {
+            return Err(format!(
+                "{id}: voided under {void_id}, its record holds {:?}",
+                record.void_id
+            ));
+        }
+        // No accepted cancellation leaves a hold in place (a lost void).
+        if accepted
+            && ledger.status.get(id) == Some(&PaymentStatus::Authorized)
+            && record.state != "manual_review"
+        {
+            return Err(format!(
+                "{id} ({kind:?}): accepted, state {}, and its hold is still in place",
+                record.state
+            ));
+        }
+        let captured = ledger.captured.contains(id);
         let expect_refund = match kind {
             Kind::Success | Kind::NearCutoff => true,
-            Kind::WindowClosed | Kind::AlreadyRefunded => {
+            Kind::WindowClosed | Kind::AlreadyRefunded | Kind::AuthorizedWindowClosed => {
                 if accepted {
                     return Err(format!("{id} ({kind:?}): accepted"));
                 }
@@ -560,8 +759,19 @@ async fn check_invariants(
             }
             Kind::Failed | Kind::Unknown | Kind::ProcessingCloses => false,
             // Refunded exactly when the wallet really holds a success for it.
-            Kind::ProcessingSucceedsLater | Kind::UnknownAppearsLater => succeeded.contains(id),
+            Kind::ProcessingSucceedsLater | Kind::UnknownAppearsLater => {
+                ledger.status.get(id) == Some(&PaymentStatus::Success)
+            }
+            // A hold the merchant captured is a charge: refunded, once, in full.
+            Kind::AuthorizedCaptured => captured,
+            Kind::Authorized | Kind::ProcessingAuthorizesLater | Kind::UnknownAuthorizedLater => {
+                if captured {
+                    return Err(format!("{id} ({kind:?}): captured, never meant to be"));
+                }
+                false
+            }
         };
+        let expect_void = accepted && authorized && !captured;
         if expect_refund {
             if moved != [payment.amount.minor_units] && record.state != "manual_review" {
                 return Err(format!(
@@ -569,8 +779,8 @@ async fn check_invariants(
                     record.state, payment.amount.minor_units
                 ));
             }
-            if record.state == "manual_review" && record.last_error.is_none() {
-                return Err(format!("{id}: manual_review without a reason"));
+            if !released.is_empty() {
+                return Err(format!("{id} ({kind:?}): captured, yet its hold released"));
             }
             if record.settlement_date != window.settlement_day(payment.created_at) {
                 return Err(format!(
@@ -597,8 +807,60 @@ async fn check_invariants(
                     return Err(format!("{id}: refunded without an audit event saying so"));
                 }
             }
+            if captured {
+                match record.void_status.as_deref() {
+                    None => coverage.captured_before_cancel += 1,
+                    Some("captured") => coverage.captured_during_void += 1,
+                    Some(other) => {
+                        return Err(format!(
+                            "{id}: captured and refunded, its void row says {other}"
+                        ));
+                    }
+                }
+            }
         } else if !moved.is_empty() {
             return Err(format!("{id} ({kind:?}): money moved ({moved:?})"));
+        }
+        if expect_void {
+            if record.state != "manual_review" {
+                if record.state != "voided" || released.len() != 1 {
+                    return Err(format!(
+                        "{id} ({kind:?}): state {}, {} holds released, owed one release",
+                        record.state,
+                        released.len()
+                    ));
+                }
+                if record.void_status.as_deref() != Some("voided")
+                    || record.void_id != Some(released[0])
+                {
+                    return Err(format!(
+                        "{id}: voided, its void row is {:?} {:?}, the wallet released {}",
+                        record.void_id, record.void_status, released[0]
+                    ));
+                }
+                coverage.voided += 1;
+            }
+            if record.settlement_date != window.settlement_day(payment.created_at) {
+                return Err(format!(
+                    "{id} ({kind:?}): listed under {}, authorized on {}",
+                    record.settlement_date,
+                    window.settlement_day(payment.created_at)
+                ));
+            }
+        } else if !released.is_empty() || record.state == "voided" {
+            return Err(format!(
+                "{id} ({kind:?}): state {}, holds released {released:?}, none owed",
+                record.state
+            ));
+        }
+        if record.state == "voided" {
+            let trail = store.audit_trail(id).await.map_err(|e| e.to_string())?;
+            if !trail
+                .iter()
+                .any(|(_, _, to, d)| to.as_deref() == Some("voided") && d["outcome"] == "voided")
+            {
+                return Err(format!("{id}: voided without an audit event saying so"));
+            }
         }
     }
     let stored_bad: i64 = sqlx::query_scalar(
@@ -610,7 +872,7 @@ async fn check_invariants(
     if stored_bad != 0 {
         return Err("a refused request was stored".into());
     }
-    Ok(())
+    Ok(coverage)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -636,6 +898,11 @@ async fn money_invariants_hold_over_random_fault_histories() {
                 total.faults += stats.faults;
                 total.engine_kills += stats.engine_kills;
                 total.db_cuts += stats.db_cuts;
+                let (t, c) = (&mut total.coverage, stats.coverage);
+                t.voided += c.voided;
+                t.captured_before_cancel += c.captured_before_cancel;
+                t.captured_during_void += c.captured_during_void;
+                t.manual_reviews += c.manual_reviews;
             }
             Err(why) => {
                 println!("chaos: FAILED seed {seed}: {why}");
@@ -643,14 +910,21 @@ async fn money_invariants_hold_over_random_fault_histories() {
             }
         }
     }
+    let c = total.coverage;
     println!(
-        "chaos: {} passed, {} failed ({} requests, {} wallet faults, {} engine kills, {} database cuts)",
+        "chaos: {} passed, {} failed ({} requests, {} wallet faults, {} engine kills, {} database cuts; \
+         {} holds released, {} captured before the cancel and {} during the void refunded, \
+         {} manual reviews)",
         histories as usize - failed.len(),
         failed.len(),
         total.requests,
         total.faults,
         total.engine_kills,
-        total.db_cuts
+        total.db_cuts,
+        c.voided,
+        c.captured_before_cancel,
+        c.captured_during_void,
+        c.manual_reviews
     );
     assert!(failed.is_empty(), "failing seeds: {failed:?}");
 }
