@@ -537,6 +537,83 @@ mod tests {
     }
 
     #[test]
+    fn a_void_releases_the_hold_or_hands_over_to_the_refund() {
+        let void = |answer, attempt| after_void(&POLICY, attempt, 0.5, answer);
+        let released = void(Ok(VoidOutcome::Voided { reference: None }), 1);
+        assert_eq!(
+            (released.to, released.void_status, released.refund_status),
+            (Voided, Some("voided"), None)
+        );
+        let captured = void(Ok(VoidOutcome::AlreadyCaptured), 1);
+        assert_eq!(
+            (captured.to, captured.retry_in, captured.void_status),
+            (RefundPending, Some(Duration::ZERO), Some("captured")),
+            "a captured hold is refunded at once"
+        );
+        let pending = void(Ok(VoidOutcome::Pending), 1);
+        assert_eq!(
+            (pending.to, pending.retry_in, pending.void_status),
+            (VoidPending, Some(Duration::from_secs(1)), Some("pending"))
+        );
+        assert_eq!(void(Ok(VoidOutcome::Pending), 3).to, ManualReview);
+        let error = void(Err(WalletError::Timeout(1)), 1);
+        assert_eq!((error.to, error.void_status), (VoidPending, None));
+        let refused = void(
+            Ok(VoidOutcome::Failed {
+                reason: "card network said no".into(),
+            }),
+            1,
+        );
+        assert_eq!(
+            (refused.to, refused.void_status),
+            (ManualReview, Some("failed"))
+        );
+        assert!(refused.error.unwrap().contains("card network said no"));
+    }
+
+    #[test]
+    fn a_close_that_finds_an_authorization_leads_to_a_void_checked_by_lookup() {
+        let step = after_close(&POLICY, 1, 0.5, Ok(CloseOutcome::AlreadyAuthorized));
+        assert_eq!(
+            (step.to, step.retry_in),
+            (VoidPending, Some(Duration::ZERO))
+        );
+        let window = CancellationWindow::default();
+        let authorized = Payment {
+            status: PaymentStatus::Authorized,
+            ..succeeded("p", "2026-11-20T10:00:00+08:00")
+        };
+        assert!(matches!(
+            found_after_close(
+                "p",
+                PaymentStatus::Authorized,
+                None,
+                Some(authorized.clone()),
+                &window
+            ),
+            FoundAfterClose::Found(FoundPayment {
+                status: "AUTHORIZED",
+                ..
+            })
+        ));
+        // The close said authorized, the lookup says otherwise (or the reverse): no reversal.
+        assert!(matches!(
+            found_after_close(
+                "p",
+                PaymentStatus::Authorized,
+                None,
+                Some(succeeded("p", "2026-11-20T10:00:00+08:00")),
+                &window
+            ),
+            FoundAfterClose::Refuse(_)
+        ));
+        assert!(matches!(
+            found_after_close("p", PaymentStatus::Success, None, Some(authorized), &window),
+            FoundAfterClose::Refuse(_)
+        ));
+    }
+
+    #[test]
     fn work_is_scheduled_exactly_when_the_state_has_work() {
         let answers: Vec<Step> = vec![
             refund(Ok(RefundOutcome::Pending), 1),
@@ -551,7 +628,13 @@ mod tests {
             ),
             after_close(&POLICY, 1, 0.5, Ok(CloseOutcome::AlreadySucceeded)),
             after_close(&POLICY, 1, 0.5, Ok(CloseOutcome::Closed)),
+            after_close(&POLICY, 1, 0.5, Ok(CloseOutcome::AlreadyAuthorized)),
             lookup_failed(&POLICY, 1, 0.5, "x".into()),
+            after_void(&POLICY, 1, 0.5, Ok(VoidOutcome::Voided { reference: None })),
+            after_void(&POLICY, 1, 0.5, Ok(VoidOutcome::AlreadyCaptured)),
+            after_void(&POLICY, 1, 0.5, Ok(VoidOutcome::Pending)),
+            after_void(&POLICY, 3, 0.5, Ok(VoidOutcome::Pending)),
+            after_void(&POLICY, 1, 0.5, Err(WalletError::Timeout(1))),
         ];
         for step in answers {
             assert_eq!(
