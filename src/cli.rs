@@ -150,30 +150,10 @@ pub enum KeysCommand {
 pub enum SimCommand {
     /// Send one signed cancelPayment, as Alipay+ would, and verify the response's signature.
     Cancel {
-        /// The full cancelPayment URL.
-        #[arg(
-            long,
-            default_value = "http://127.0.0.1:8080/aps/api/v1/payments/cancelPayment"
-        )]
-        url: String,
         #[arg(long)]
         payment_request_id: String,
-        #[arg(long, default_value = "1022188000000000001")]
-        acquirer_id: String,
-        /// Default: alipayplus.psp_id.
-        #[arg(long)]
-        psp_id: Option<String>,
-        /// Default: alipayplus.client_id.
-        #[arg(long)]
-        client_id: Option<String>,
-        /// The private key playing Alipay+'s (PKCS#8 PEM or base64 DER file).
-        #[arg(long)]
-        alipay_private_key: PathBuf,
-        #[arg(long, default_value = "1")]
-        key_version: String,
-        /// The MPP's public key, to verify the response (file, PEM or base64 DER).
-        #[arg(long)]
-        mpp_public_key: Option<PathBuf>,
+        #[command(flatten)]
+        alipay: AlipayArgs,
     },
     /// Run the conformance checks against an MPP's cancelPayment endpoint: one PASS/FAIL/SKIP
     /// row per rule, exit status 1 on any FAIL.
@@ -194,10 +174,10 @@ pub enum SimCommand {
     },
 }
 
-/// What the conformance kit needs: the endpoint, the keys, and optionally a way to create
-/// payments and to read the outcome back.
+/// Playing Alipay+ against an MPP's cancelPayment endpoint: where, and with which keys. Shared by
+/// `sim cancel` and the conformance kit.
 #[derive(Debug, clap::Args)]
-pub struct KitArgs {
+pub struct AlipayArgs {
     /// The full cancelPayment URL.
     #[arg(
         long,
@@ -220,6 +200,39 @@ pub struct KitArgs {
     /// The MPP's public key, to verify every answer (file, PEM or base64 DER).
     #[arg(long)]
     mpp_public_key: Option<PathBuf>,
+}
+
+impl AlipayArgs {
+    /// The endpoint and keys, read and checked; the ids not given default to the settings'.
+    fn into_target(self, settings: &Settings) -> anyhow::Result<crate::sim::client::Target> {
+        let read_key = |path: &PathBuf| {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        };
+        Ok(crate::sim::client::Target {
+            url: reqwest::Url::parse(&self.url).with_context(|| format!("--url {:?}", self.url))?,
+            client_id: self
+                .client_id
+                .unwrap_or_else(|| settings.alipayplus.client_id.clone()),
+            acquirer_id: self.acquirer_id,
+            psp_id: self
+                .psp_id
+                .unwrap_or_else(|| settings.alipayplus.psp_id.clone()),
+            alipay_private_key: parse_private_key(&read_key(&self.alipay_private_key)?)?,
+            key_version: self.key_version,
+            mpp_public_key: self
+                .mpp_public_key
+                .map(|path| read_key(&path).and_then(|k| Ok(parse_public_key(&k)?)))
+                .transpose()?,
+        })
+    }
+}
+
+/// What the conformance kit needs: the endpoint, the keys, and optionally a way to create
+/// payments and to read the outcome back.
+#[derive(Debug, clap::Args)]
+pub struct KitArgs {
+    #[command(flatten)]
+    alipay: AlipayArgs,
     /// The MPP's internal API, to check where each cancellation ended (needs --token).
     #[arg(long, requires = "token")]
     internal_url: Option<String>,
@@ -241,28 +254,10 @@ pub struct KitArgs {
 
 impl KitArgs {
     fn into_kit(self, settings: &Settings) -> anyhow::Result<crate::sim::checks::Kit> {
-        use crate::sim::client::{AlipayClient, Target};
+        use crate::sim::client::AlipayClient;
         use crate::sim::internal::InternalApi;
         use crate::sim::payments::PaymentMaker;
-        let read_key = |path: &PathBuf| {
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-        };
-        let target = Target {
-            url: reqwest::Url::parse(&self.url).with_context(|| format!("--url {:?}", self.url))?,
-            client_id: self
-                .client_id
-                .unwrap_or_else(|| settings.alipayplus.client_id.clone()),
-            acquirer_id: self.acquirer_id,
-            psp_id: self
-                .psp_id
-                .unwrap_or_else(|| settings.alipayplus.psp_id.clone()),
-            alipay_private_key: parse_private_key(&read_key(&self.alipay_private_key)?)?,
-            key_version: self.key_version,
-            mpp_public_key: self
-                .mpp_public_key
-                .map(|path| read_key(&path).and_then(|k| Ok(parse_public_key(&k)?)))
-                .transpose()?,
-        };
+        let target = self.alipay.into_target(settings)?;
         let payments = if self.demo_wallet {
             PaymentMaker::Demo(DemoWallet::new(app::connect(settings)?.pool().clone()))
         } else if let Some(cmd) = self.create_payment_cmd {
@@ -402,30 +397,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sim {
             command:
                 SimCommand::Cancel {
-                    url,
                     payment_request_id,
-                    acquirer_id,
-                    psp_id,
-                    client_id,
-                    alipay_private_key,
-                    key_version,
-                    mpp_public_key,
+                    alipay,
                 },
         } => {
-            let read_key = |path: &PathBuf| {
-                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-            };
+            let target = alipay.into_target(&settings)?;
             let request = SimRequest {
-                url,
-                client_id: client_id.unwrap_or(settings.alipayplus.client_id),
-                acquirer_id,
-                psp_id: psp_id.unwrap_or(settings.alipayplus.psp_id),
+                url: target.url.to_string(),
+                client_id: target.client_id,
+                acquirer_id: target.acquirer_id,
+                psp_id: target.psp_id,
                 payment_request_id,
-                alipay_private_key: parse_private_key(&read_key(&alipay_private_key)?)?,
-                key_version,
-                mpp_public_key: mpp_public_key
-                    .map(|path| read_key(&path).and_then(|k| Ok(parse_public_key(&k)?)))
-                    .transpose()?,
+                alipay_private_key: target.alipay_private_key,
+                key_version: target.key_version,
+                mpp_public_key: target.mpp_public_key,
             };
             let outcome = send_cancel(&request).await?;
             say!("{}", String::from_utf8_lossy(&outcome.raw_body));
