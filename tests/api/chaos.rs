@@ -126,6 +126,29 @@ impl ChaosWallet {
         Ok(())
     }
 
+    /// After the money moved (or the hold was released): the answer is lost (a timeout), or
+    /// carries a junk reference (noted, so manual review of that payment is expected), or the
+    /// right one.
+    fn answer_after_effect(
+        &self,
+        payment_request_id: &str,
+        junk: &str,
+        reference: String,
+    ) -> Result<String, WalletError> {
+        if self.roll(0.05) {
+            return Err(WalletError::Timeout(1));
+        }
+        if self.roll(0.03) {
+            self.ledger
+                .lock()
+                .unwrap()
+                .junk_references
+                .insert(payment_request_id.to_owned());
+            return Ok(junk.to_owned());
+        }
+        Ok(reference)
+    }
+
     fn pay_later(&self, payment: Payment) {
         let mut ledger = self.ledger.lock().unwrap();
         let id = payment.payment_request_id.clone();
@@ -240,19 +263,11 @@ impl Wallet for ChaosWallet {
         }
         drop(ledger);
         // The hold was released; the answer may still be lost or junk.
-        if self.roll(0.05) {
-            return Err(WalletError::Timeout(1));
-        }
-        let reference = if self.roll(0.03) {
-            self.ledger
-                .lock()
-                .unwrap()
-                .junk_references
-                .insert(order.payment_request_id.clone());
-            "junk\u{7f}void".to_owned()
-        } else {
-            format!("void-{}", order.void_id)
-        };
+        let reference = self.answer_after_effect(
+            &order.payment_request_id,
+            "junk\u{7f}void",
+            format!("void-{}", order.void_id),
+        )?;
         Ok(VoidOutcome::Voided {
             reference: Some(reference),
         })
@@ -275,19 +290,11 @@ impl Wallet for ChaosWallet {
             }
             drop(ledger);
             // The money moved; the answer may still be lost or junk.
-            if self.roll(0.05) {
-                return Err(WalletError::Timeout(1));
-            }
-            let reference = if self.roll(0.03) {
-                self.ledger
-                    .lock()
-                    .unwrap()
-                    .junk_references
-                    .insert(order.payment_request_id.clone());
-                "junk\u{0}reference".to_owned()
-            } else {
-                format!("ref-{}", order.refund_id)
-            };
+            let reference = self.answer_after_effect(
+                &order.payment_request_id,
+                "junk\u{0}reference",
+                format!("ref-{}", order.refund_id),
+            )?;
             Ok(RefundOutcome::Succeeded {
                 amount: Some(order.amount),
                 reference: Some(reference),
