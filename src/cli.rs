@@ -101,6 +101,22 @@ pub enum Command {
         #[command(subcommand)]
         command: DemoCommand,
     },
+    /// Probe a running service's internal listener: GET /healthz (or /readyz with --ready);
+    /// exit 0 on 200, 1 otherwise. For the image's HEALTHCHECK and exec probes. Reads no
+    /// configuration file and needs no secret: the address is --url, else internal.listen from
+    /// MPP_CANCEL__INTERNAL__LISTEN, else the default 127.0.0.1:8081.
+    Health {
+        /// Probe /readyz (a writable database, migrations applied, workers alive) instead of
+        /// /healthz (the process answers).
+        #[arg(long)]
+        ready: bool,
+        /// The internal listener's base URL, e.g. http://127.0.0.1:8081.
+        #[arg(long, env = "MPP_CANCEL_HEALTH_URL")]
+        url: Option<String>,
+        /// Give up after this long.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -322,6 +338,15 @@ pub fn main() -> ExitCode {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // A probe must not depend on the whole configuration (nor read secrets every few seconds).
+    if let Command::Health {
+        ready,
+        url,
+        timeout_ms,
+    } = &cli.command
+    {
+        return health(*ready, url.as_deref(), *timeout_ms).await;
+    }
     let settings = Settings::load(&cli.config_dir)?;
     match cli.command {
         Command::Serve => serve(settings).await,
@@ -487,6 +512,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Health { .. } => unreachable!("answered before the configuration is loaded"),
         Command::Demo {
             command:
                 DemoCommand::Pay {
@@ -615,6 +641,43 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `health`: one GET on the internal listener, Ok only for a 200.
+async fn health(ready: bool, url: Option<&str>, timeout_ms: u64) -> anyhow::Result<()> {
+    let base = match url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let listen = std::env::var("MPP_CANCEL__INTERNAL__LISTEN")
+                .unwrap_or_else(|_| "127.0.0.1:8081".to_owned());
+            format!("http://{}", probe_address(&listen))
+        }
+    };
+    let url = format!("{base}{}", if ready { "/readyz" } else { "/healthz" });
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(timeout_ms))
+        .no_proxy()
+        .build()?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("{url}: no answer"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    anyhow::ensure!(status.is_success(), "{url}: {status} {}", body.trim());
+    say!("{url}: {status} {}", body.trim());
+    Ok(())
+}
+
+/// Where to reach a listener bound to `listen` from the same host: a wildcard address is
+/// reached through loopback.
+fn probe_address(listen: &str) -> String {
+    match listen.rsplit_once(':') {
+        Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
+        Some(("[::]", port)) => format!("[::1]:{port}"),
+        _ => listen.to_owned(),
+    }
+}
+
 /// SIGTERM (orchestrators) or SIGINT (Ctrl-C).
 async fn wait_for_signal() {
     #[cfg(unix)]
@@ -635,5 +698,18 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::probe_address;
+
+    #[test]
+    fn a_wildcard_listener_is_probed_through_loopback() {
+        assert_eq!(probe_address("0.0.0.0:8081"), "127.0.0.1:8081");
+        assert_eq!(probe_address("[::]:9000"), "[::1]:9000");
+        assert_eq!(probe_address("10.1.2.3:8081"), "10.1.2.3:8081");
+        assert_eq!(probe_address("127.0.0.1:8081"), "127.0.0.1:8081");
     }
 }

@@ -47,8 +47,13 @@ pub struct Metrics {
     oldest_due_age_seconds: Gauge<f64, AtomicU64>,
     manual_review: Gauge,
     open_by_state: Family<StateLabels, Gauge>,
+    oldest_open_age_seconds: Gauge<f64, AtomicU64>,
     worker_restarts: Counter,
+    ready: Gauge,
 }
+
+/// The wallet operations the refund engine times (the `call` label).
+const WALLET_CALLS: [&str; 4] = ["payment", "close", "refund", "void"];
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
     [
@@ -93,6 +98,11 @@ impl Metrics {
             wallet_call_seconds.clone(),
         );
         let wallet_call_errors = Family::<CallLabels, Counter>::default();
+        // Served at 0 from the start, so an error ratio reads 0 before the first error (and the
+        // dashboard and alerts find the series).
+        for call in WALLET_CALLS {
+            let _ = wallet_call_errors.get_or_create(&CallLabels { call });
+        }
         registry.register(
             "wallet_call_errors",
             "Wallet calls that failed (error or timeout) by operation",
@@ -123,6 +133,19 @@ impl Metrics {
              awaiting_outcome, manual_review)",
             open_by_state.clone(),
         );
+        let oldest_open_age_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "oldest_open_age_seconds",
+            "How long ago the oldest cancellation whose money work is still pending \
+             (refund_pending, void_pending, awaiting_outcome) was received",
+            oldest_open_age_seconds.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 when this instance is ready (what /readyz answers at scrape time), 0 when not",
+            ready.clone(),
+        );
         let worker_restarts = Counter::default();
         registry.register(
             "refund_worker_restarts",
@@ -140,8 +163,15 @@ impl Metrics {
             oldest_due_age_seconds,
             manual_review,
             open_by_state,
+            oldest_open_age_seconds,
             worker_restarts,
+            ready,
         }
+    }
+
+    /// Whether this instance is ready, as `/readyz` decided just before a scrape.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
     }
 
     /// A refund worker died and is being restarted.
@@ -187,10 +217,12 @@ impl Metrics {
                 oldest_due_age_seconds,
                 manual_review,
                 open_by_state,
+                oldest_open_age_seconds,
             }) => {
                 self.due_work.set(due);
                 self.oldest_due_age_seconds.set(oldest_due_age_seconds);
                 self.manual_review.set(manual_review);
+                self.oldest_open_age_seconds.set(oldest_open_age_seconds);
                 for (state, count) in open_by_state {
                     self.open_by_state
                         .get_or_create(&StateLabels {

@@ -102,6 +102,9 @@ async fn readyz(state: web::Data<InternalState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<InternalState>) -> HttpResponse {
+    // mpp_cancel_ready: whatever /readyz answers now, so alerts see the same check as probes.
+    let ready = readyz(state.clone()).await.status().is_success();
+    state.metrics.set_ready(ready);
     let body = state.metrics.render(&state.store, state.clock.now()).await;
     HttpResponse::Ok()
         .insert_header((

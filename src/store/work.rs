@@ -557,6 +557,9 @@ pub struct QueueDepth {
     pub due: i64,
     pub oldest_due_age_seconds: f64,
     pub manual_review: i64,
+    /// Since the arrival (`requested_at`) of the oldest cancellation with money work still
+    /// pending (due now or later), in seconds; 0 when there is none.
+    pub oldest_open_age_seconds: f64,
     /// Every state that is not final, with its number of cancellations (zeros included).
     pub open_by_state: [(CancellationState, i64); 4],
 }
@@ -570,7 +573,10 @@ impl Store {
                       count(*) FILTER (WHERE state = 'manual_review') AS "manual_review!",
                       count(*) FILTER (WHERE state = 'refund_pending') AS "refund_pending!",
                       count(*) FILTER (WHERE state = 'void_pending') AS "void_pending!",
-                      count(*) FILTER (WHERE state = 'awaiting_outcome') AS "awaiting_outcome!"
+                      count(*) FILTER (WHERE state = 'awaiting_outcome') AS "awaiting_outcome!",
+                      coalesce(extract(epoch FROM $1 - min(requested_at)
+                                FILTER (WHERE next_attempt_at IS NOT NULL))::float8, 0)
+                          AS "oldest_open!"
                  FROM cancellations
                 WHERE next_attempt_at IS NOT NULL OR state = 'manual_review'"#,
             now
@@ -581,6 +587,7 @@ impl Store {
             due: row.due,
             oldest_due_age_seconds: row.oldest,
             manual_review: row.manual_review,
+            oldest_open_age_seconds: row.oldest_open,
             open_by_state: [
                 (CancellationState::RefundPending, row.refund_pending),
                 (CancellationState::VoidPending, row.void_pending),
