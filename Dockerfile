@@ -14,6 +14,9 @@ RUN apt-get update \
 COPY --from=build /src/target/release/mpp-cancel /usr/local/bin/mpp-cancel
 COPY config/default.toml /etc/mpp-cancel/default.toml
 USER mpp
+# The production rules (as with APP_ENV unset): mpp-cancel refuses to start until the operator
+# gives what has no default (alipayplus ids and keys, wallet.kind, ...); `mpp-cancel check-config`
+# says what is missing without connecting anywhere.
 ENV APP_ENV=production MPP_CANCEL_LOG_FORMAT=json
 # Public listener (Alipay+) and internal listener (health, metrics, internal API).
 EXPOSE 8080 8081
