@@ -490,3 +490,47 @@ fn sim_cancel_with_a_public_key_fails_on_an_unsigned_or_wrongly_signed_answer() 
     assert!(ok, "no key given: not checked, said so: {stderr}");
     assert!(stderr.contains("not checked"), "{stderr}");
 }
+
+#[tokio::test]
+async fn an_untrusted_id_cannot_forge_fields_or_lines_in_the_text_log() {
+    let (db_url, _pool) = fresh_database().await;
+    let service = ServiceProcess::start(&db_url, &[("RUST_LOG", "info".into())]);
+    service.wait_until_up().await;
+    let forged = "forged-1 result_code=FORGED replayed=true";
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(service.cancel_url())
+        .json(&serde_json::json!({
+            "acquirerId": common::ACQUIRER_ID,
+            "pspId": common::PSP_ID,
+            "paymentRequestId": forged,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        answer["result"]["resultStatus"].is_string(),
+        "answered: {answer}"
+    );
+    let mut line = None;
+    for _ in 0..100 {
+        line = service
+            .log_text()
+            .lines()
+            .find(|l| l.contains("cancelPayment answered"))
+            .map(str::to_owned);
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let line = line.expect("the answer is logged");
+    let quoted = r#"payment_request_id="forged-1 result_code=FORGED replayed=true""#;
+    assert!(line.contains(quoted), "{line}");
+    assert!(
+        !line.replace(quoted, "").contains("FORGED"),
+        "no field outside the quoted value: {line}"
+    );
+}
