@@ -19,6 +19,9 @@ COPY --from=build /src/target/release/mpp-cancel /usr/local/bin/mpp-cancel
 COPY config/default.toml /etc/mpp-cancel/default.toml
 # Numeric, so that Kubernetes' runAsNonRoot can verify it (deploy/k8s runs as 10001:10001).
 USER 10001:10001
+# The production rules (as with APP_ENV unset): mpp-cancel refuses to start until the operator
+# gives what has no default (alipayplus ids and keys, wallet.kind, ...); `mpp-cancel check-config`
+# says what is missing without connecting anywhere.
 ENV APP_ENV=production MPP_CANCEL_LOG_FORMAT=json
 # GET /healthz on the internal listener (internal.listen from MPP_CANCEL__INTERNAL__LISTEN, a
 # wildcard address reached through loopback); `health --ready` probes /readyz instead.

@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
     MIGRATOR.run(&pool).await?;
     seed(&pool, refunds).await?;
 
-    let mut settings = Settings::defaults();
+    let mut settings = Settings::local_defaults();
     settings.refunds.workers = workers;
     settings.refunds.batch_size = batch;
     settings.refunds.poll_interval_ms = 5;

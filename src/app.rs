@@ -36,8 +36,9 @@ impl Components {
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         let store = connect(settings)?;
         let wallet: Arc<dyn Wallet> = match settings.wallet.kind {
-            WalletKind::Demo => Arc::new(DemoWallet::new(store.pool().clone())),
-            WalletKind::Http => {
+            None => anyhow::bail!("wallet.kind is not set: set it to \"http\" or \"demo\""),
+            Some(WalletKind::Demo) => Arc::new(DemoWallet::new(store.pool().clone())),
+            Some(WalletKind::Http) => {
                 let base_url = settings
                     .wallet
                     .base_url
@@ -127,8 +128,9 @@ impl Application {
     /// Binds `server.listen` and `internal.listen` (port 0 picks a free port) and prepares the
     /// servers and the engine. Nothing runs until [`Application::run_until_stopped`].
     pub fn build(settings: &Settings, components: &Components) -> anyhow::Result<Self> {
-        // Library users and tests build from hand-made settings: the same checks as a load.
-        settings.validate()?;
+        // Library users and tests build from hand-made settings: the same checks as a load
+        // (but for the wallet's, since they bring their own).
+        settings.validate_service()?;
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let port = listener.local_addr()?.port();

@@ -38,6 +38,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve cancelPayment (migrations are applied first).
     Serve,
+    /// Run every start check of `serve` (configuration, secret files, keys, URLs) without
+    /// connecting anywhere; exit 0 and print a secret-free summary when it passes.
+    CheckConfig,
     /// Apply database migrations and exit.
     Migrate,
     /// Show what is stored for a paymentRequestId (state, refund, attempts), as JSON.
@@ -337,6 +340,15 @@ pub fn main() -> ExitCode {
     }
 }
 
+impl Command {
+    /// `serve` (and `check-config`, which answers whether `serve` would start) runs every start
+    /// check. The other commands are tools over the database or a peer that borrow a few
+    /// settings; they read the same layers and secret files without the service's checks.
+    fn starts_the_service(&self) -> bool {
+        matches!(self, Command::Serve | Command::CheckConfig)
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // A probe must not depend on the whole configuration (nor read secrets every few seconds).
     if let Command::Health {
@@ -347,9 +359,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     {
         return health(*ready, url.as_deref(), *timeout_ms).await;
     }
-    let settings = Settings::load(&cli.config_dir)?;
+    if let Command::Keys {
+        command: KeysCommand::Generate { out_dir },
+    } = &cli.command
+    {
+        return generate_keys(out_dir);
+    }
+    let settings = match cli.command.starts_the_service() {
+        true => Settings::load(&cli.config_dir)?,
+        false => Settings::read(&cli.config_dir)?,
+    };
     match cli.command {
         Command::Serve => serve(settings).await,
+        Command::CheckConfig => check_config(&settings),
         Command::Migrate => {
             let store = app::connect(&settings)?;
             store.migrate().await.context("applying migrations")?;
@@ -416,9 +438,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             say_raw(&crate::report::render(&lines, format));
             Ok(())
         }
-        Command::Keys {
-            command: KeysCommand::Generate { out_dir },
-        } => generate_keys(&out_dir),
+        Command::Keys { .. } => unreachable!("keys generate runs before the settings load"),
         Command::Sim {
             command:
                 SimCommand::Cancel {
@@ -437,17 +457,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 key_version: target.key_version,
                 mpp_public_key: target.mpp_public_key,
             };
+            let key_given = request.mpp_public_key.is_some();
             let outcome = send_cancel(&request).await?;
             say!("{}", String::from_utf8_lossy(&outcome.raw_body));
-            match (outcome.signature_verified, &outcome.signature_problem) {
-                (Some(true), _) => eprintln!("response signature: verified"),
-                (Some(false), problem) => anyhow::bail!(
+            let problem = outcome.signature_problem.as_deref();
+            match outcome.signature_verified {
+                Some(true) => eprintln!("response signature: verified"),
+                // With a key to check against, an unsigned answer is as bad as a wrong one.
+                _ if key_given => anyhow::bail!(
                     "response signature does NOT verify: {}",
-                    problem.as_deref().unwrap_or("bad signature")
+                    problem.unwrap_or("bad signature")
                 ),
-                (None, problem) => eprintln!(
+                _ => eprintln!(
                     "response signature: not checked ({})",
-                    problem.as_deref().unwrap_or("no --mpp-public-key")
+                    problem.unwrap_or("no --mpp-public-key")
                 ),
             }
             Ok(())
@@ -575,14 +598,50 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// `check-config`: what `serve` checks before it connects anywhere, and a summary free of
+/// secrets.
+fn check_config(settings: &Settings) -> anyhow::Result<()> {
+    // A lazy pool and the wallet client: nothing connects until used.
+    let components = Components::from_settings(settings)?;
+    crate::http::security::MessageSecurity::from_settings(settings, components.clock.clone())?;
+    app::cancel_service(settings, &components)?;
+    say!(
+        "configuration ok: {} rules, cancelPayment on {}{}, internal API on {}, wallet {}, \
+         signatures {}",
+        match settings.env.is_local() {
+            true => "local (APP_ENV=local)",
+            false => "production",
+        },
+        settings.server.listen,
+        settings.cancel_path(),
+        settings.internal.listen,
+        match settings.wallet.kind {
+            Some(crate::config::WalletKind::Http) => "http",
+            Some(crate::config::WalletKind::Demo) => "demo",
+            None => "none",
+        },
+        match settings.alipayplus.verify_signatures {
+            true => "verified",
+            false => "NOT verified",
+        },
+    );
+    Ok(())
+}
+
 fn generate_keys(out_dir: &std::path::Path) -> anyhow::Result<()> {
-    let pair = GeneratedKeyPair::generate_rsa_2048()?;
-    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let private_path = out_dir.join("private_key.pem");
     let public_path = out_dir.join("public_key.pem");
-    write_private(&private_path, pair.private_pem().as_bytes())?;
-    std::fs::write(&public_path, pair.public_pem())
-        .with_context(|| format!("writing {}", public_path.display()))?;
+    for path in [&private_path, &public_path] {
+        anyhow::ensure!(
+            !path.exists(),
+            "{} exists: keys generate never overwrites a key (move it away first)",
+            path.display()
+        );
+    }
+    let pair = GeneratedKeyPair::generate_rsa_2048()?;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    write_new(&private_path, pair.private_pem().as_bytes(), 0o600)?;
+    write_new(&public_path, pair.public_pem().as_bytes(), 0o644)?;
     say!("private key (keep secret): {}", private_path.display());
     say!("public key: {}", public_path.display());
     say!();
@@ -595,13 +654,15 @@ fn generate_keys(out_dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes a private key readable by its owner only.
-fn write_private(path: &std::path::Path, contents: &[u8]) -> anyhow::Result<()> {
+/// Creates `path` with `mode` (before the umask); an existing file is an error, never replaced.
+fn write_new(path: &std::path::Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
     options
         .open(path)
         .and_then(|mut f| f.write_all(contents))
@@ -634,6 +695,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         internal = %settings.internal.listen,
         path = %settings.cancel_path(),
         wallet = ?settings.wallet.kind,
+        env = ?settings.env,
         "serving cancelPayment"
     );
     application.run_until_stopped().await?;

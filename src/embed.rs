@@ -45,8 +45,10 @@ pub struct Embedded {
 impl Embedded {
     /// Builds the service from `settings` (signatures, psp_id, window, limits, engine) over the
     /// MPP's `components` (its pool, its [`crate::wallet::Wallet`], a clock). Run the migrations
-    /// first ([`crate::MIGRATOR`]).
+    /// first ([`crate::MIGRATOR`]). Refuses `settings` the binary would refuse
+    /// ([`Settings::validate_service`]: signatures, ids, tokens, ranges; the wallet is the MPP's).
     pub fn new(settings: &Settings, components: &Components) -> anyhow::Result<Self> {
+        settings.validate_service()?;
         let service = Arc::new(cancel_service(settings, components)?);
         let security = MessageSecurity::from_settings(settings, components.clock.clone())?;
         Ok(Self {

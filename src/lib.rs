@@ -53,6 +53,7 @@ pub mod embed;
 pub mod engine;
 pub mod guard;
 pub mod http;
+pub mod log_fields;
 pub mod metrics;
 pub mod protocol;
 pub mod report;

@@ -44,22 +44,40 @@ pub fn render(lines: &[ReportLine], format: Format) -> String {
             let mut out = String::from(CSV_HEADER);
             out.push('\n');
             for l in lines {
-                let fields = [
-                    l.payment_request_id.clone(),
-                    l.payment_id.clone().unwrap_or_default(),
-                    l.acquirer_id.clone(),
+                // The ids come from Alipay+'s requests and the wallet: untrusted text.
+                let untrusted = [
+                    l.payment_request_id.as_str(),
+                    l.payment_id.as_deref().unwrap_or_default(),
+                    l.acquirer_id.as_str(),
+                ];
+                let ours = [
                     l.amount_value.map(|v| v.to_string()).unwrap_or_default(),
                     l.currency.clone().unwrap_or_default(),
                     l.state.clone(),
                     l.settlement_date.to_string(),
                     l.cancelled_at.to_rfc3339(),
                 ];
-                let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+                let row: Vec<String> = untrusted
+                    .iter()
+                    .map(|f| csv_field(&neutralise_formula(f)))
+                    .chain(ours.iter().map(|f| csv_field(f)))
+                    .collect();
                 out.push_str(&row.join(","));
                 out.push('\n');
             }
             out
         }
+    }
+}
+
+/// Untrusted text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a tab or
+/// carriage return before one) gets a leading `'`, so it is shown as text (OWASP's CSV
+/// injection advice).
+fn neutralise_formula(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}").into()
+    } else {
+        value.into()
     }
 }
 
@@ -81,6 +99,38 @@ mod tests {
         assert_eq!(csv_field("plain"), "plain");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn untrusted_ids_cannot_become_formulas() {
+        let line = |id: &str| ReportLine {
+            payment_request_id: id.into(),
+            payment_id: Some(format!("@{id}")),
+            acquirer_id: "-2+3".into(),
+            amount_value: Some(100),
+            currency: Some("JPY".into()),
+            state: "refunded".into(),
+            settlement_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+            cancelled_at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+        };
+        let csv = render(&[line("=HYPERLINK(\"x\")")], Format::Csv);
+        assert_eq!(
+            csv.lines().nth(1).unwrap(),
+            "\"'=HYPERLINK(\"\"x\"\")\",\"'@=HYPERLINK(\"\"x\"\")\",'-2+3,100,JPY,refunded,\
+             2026-11-20,1970-01-01T00:00:00+00:00"
+        );
+        for prefix in ["=", "+", "-", "@", "\t", "\r"] {
+            let csv = render(&[line(&format!("{prefix}1+1"))], Format::Csv);
+            let row = csv.lines().nth(1).unwrap_or_default();
+            assert!(
+                row.starts_with("'") || row.starts_with("\"'"),
+                "{prefix:?}: {row}"
+            );
+        }
+        // JSON is for programs: the value stays as it was.
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&[line("=1+1")], Format::Json)).unwrap();
+        assert_eq!(json[0]["paymentRequestId"], "=1+1");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub fn init() {
     let _ = if json {
         builder.json().try_init()
     } else {
-        builder.try_init()
+        // Values quoted where untrusted input could otherwise forge fields or lines.
+        builder.fmt_fields(crate::log_fields::SafeFields).try_init()
     };
 }

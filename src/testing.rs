@@ -56,7 +56,7 @@ impl TestService {
         crate::MIGRATOR.run(&pool).await?;
         let alipay = GeneratedKeyPair::generate_rsa_2048()?;
         let mpp = GeneratedKeyPair::generate_rsa_2048()?;
-        let mut settings = Settings::defaults();
+        let mut settings = Settings::local_defaults();
         settings.server.listen = "127.0.0.1:0".into();
         settings.server.workers = 1;
         settings.internal.listen = "127.0.0.1:0".into();

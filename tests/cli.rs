@@ -372,3 +372,165 @@ async fn a_demo_authorization_captured_after_the_cancel_is_refunded_once() {
         "the replay is byte-identical"
     );
 }
+
+#[test]
+fn keys_generate_never_overwrites_a_key() {
+    let dir = std::env::temp_dir().join(format!("mppc-keys-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let private = dir.join("private_key.pem");
+    std::fs::write(&private, "the key in use").unwrap();
+    let (ok, _, stderr) = run_cli(
+        &["keys", "generate", "--out-dir", dir.to_str().unwrap()],
+        &[],
+    );
+    let kept = std::fs::read_to_string(&private).unwrap();
+    let public_written = dir.join("public_key.pem").exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!ok, "refused");
+    assert!(stderr.contains("never overwrites"), "{stderr}");
+    assert_eq!(kept, "the key in use");
+    assert!(!public_written, "nothing written");
+}
+
+/// A one-shot HTTP server on loopback answering `response` (head and body) to one request.
+fn answer_once(response: String) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/aps/api/v1/payments/cancelPayment",
+        listener.local_addr().unwrap()
+    );
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // The head, then the body of the Content-Length it announces.
+        while let Ok(n) = stream.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            request.extend_from_slice(&buffer[..n]);
+            let text = String::from_utf8_lossy(&request).to_lowercase();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if request.len() >= end + 4 + length {
+                    break;
+                }
+            }
+        }
+        let _ = stream.write_all(response.as_bytes());
+    });
+    (url, server)
+}
+
+#[test]
+fn sim_cancel_with_a_public_key_fails_on_an_unsigned_or_wrongly_signed_answer() {
+    use mpp_cancel::protocol::keys::GeneratedKeyPair;
+    let dir = std::env::temp_dir().join(format!("mppc-sim-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let alipay = GeneratedKeyPair::generate_rsa_2048().unwrap();
+    let mpp = GeneratedKeyPair::generate_rsa_2048().unwrap();
+    let alipay_private = dir.join("alipay.pem");
+    let mpp_public = dir.join("mpp.pub.pem");
+    std::fs::write(&alipay_private, alipay.private_pem()).unwrap();
+    std::fs::write(&mpp_public, mpp.public_pem()).unwrap();
+    let body = r#"{"result":{"resultCode":"SUCCESS","resultStatus":"S","resultMessage":"ok"}}"#;
+    let unsigned = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let wrongly_signed = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Client-Id: SANDBOX_CLIENT\r\nResponse-Time: 2026-12-08T00:00:00+08:00\r\n\
+         Signature: algorithm=RSA256,keyVersion=1,signature=AAAA\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut outcomes = Vec::new();
+    for (response, with_key) in [
+        (unsigned.clone(), true),
+        (wrongly_signed, true),
+        (unsigned, false),
+    ] {
+        let (url, server) = answer_once(response);
+        let mut args = vec![
+            "sim".to_owned(),
+            "cancel".into(),
+            "--payment-request-id".into(),
+            "pr-sim".into(),
+            "--url".into(),
+            url,
+            "--alipay-private-key".into(),
+            alipay_private.display().to_string(),
+        ];
+        if with_key {
+            args.push("--mpp-public-key".into());
+            args.push(mpp_public.display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, _, stderr) = run_cli(&args, &[]);
+        server.join().unwrap();
+        outcomes.push((ok, stderr));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ok, stderr) = &outcomes[0];
+    assert!(!ok, "unsigned with a key: a failure: {stderr}");
+    assert!(stderr.contains("no Signature header"), "{stderr}");
+    let (ok, stderr) = &outcomes[1];
+    assert!(!ok, "wrongly signed: a failure: {stderr}");
+    assert!(stderr.contains("does NOT verify"), "{stderr}");
+    let (ok, stderr) = &outcomes[2];
+    assert!(ok, "no key given: not checked, said so: {stderr}");
+    assert!(stderr.contains("not checked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_untrusted_id_cannot_forge_fields_or_lines_in_the_text_log() {
+    let (db_url, _pool) = fresh_database().await;
+    let service = ServiceProcess::start(&db_url, &[("RUST_LOG", "info".into())]);
+    service.wait_until_up().await;
+    let forged = "forged-1 result_code=FORGED replayed=true";
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(service.cancel_url())
+        .json(&serde_json::json!({
+            "acquirerId": common::ACQUIRER_ID,
+            "pspId": common::PSP_ID,
+            "paymentRequestId": forged,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        answer["result"]["resultStatus"].is_string(),
+        "answered: {answer}"
+    );
+    let mut line = None;
+    for _ in 0..100 {
+        line = service
+            .log_text()
+            .lines()
+            .find(|l| l.contains("cancelPayment answered"))
+            .map(str::to_owned);
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let line = line.expect("the answer is logged");
+    let quoted = r#"payment_request_id="forged-1 result_code=FORGED replayed=true""#;
+    assert!(line.contains(quoted), "{line}");
+    assert!(
+        !line.replace(quoted, "").contains("FORGED"),
+        "no field outside the quoted value: {line}"
+    );
+}

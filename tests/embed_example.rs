@@ -19,8 +19,10 @@ async fn the_embedded_service_answers_a_signed_cancel_beside_the_mpps_routes() {
     let (_url, pool) = common::fresh_database().await;
     let alipay = GeneratedKeyPair::generate_rsa_2048().unwrap();
     let mpp = GeneratedKeyPair::generate_rsa_2048().unwrap();
+    // Production defaults and what production needs: the embedding runs the binary's checks.
     let mut settings = Settings::defaults();
     settings.alipayplus.verify_signatures = true;
+    settings.alipayplus.psp_id = "2188000000000042".into();
     settings.alipayplus.client_id = "EMBED_CLIENT".into();
     settings.alipayplus.public_keys = [("1".to_owned(), alipay.public_base64())].into();
     settings.alipayplus.private_key = Some(Secret::new(mpp.private_pem()));
@@ -89,4 +91,32 @@ async fn the_embedded_service_answers_a_signed_cancel_beside_the_mpps_routes() {
     assert_eq!(refunded, full.minor_units);
     server.stop(true).await;
     shop.engine.stop().await;
+}
+
+#[tokio::test]
+async fn the_embedding_refuses_what_the_binary_refuses() {
+    // A pool that never connects: the refusal comes first.
+    let store = Store::connect_lazy(
+        "postgres://nobody@127.0.0.1:1/nothing".parse().unwrap(),
+        1,
+        Duration::from_millis(100),
+    );
+    let listener = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refusal = |settings: &Settings| match shop::build(listener(), settings, store.clone()) {
+        Ok(_) => panic!("the embedding started"),
+        Err(e) => e.to_string(),
+    };
+    let mut settings = Settings::defaults();
+    assert!(refusal(&settings).contains("alipayplus.psp_id"));
+    settings.alipayplus.psp_id = "2188000000000042".into();
+    settings.alipayplus.client_id = "EMBED_CLIENT".into();
+    settings.alipayplus.verify_signatures = false;
+    let message = refusal(&settings);
+    assert!(
+        message.contains("alipayplus.verify_signatures"),
+        "{message}"
+    );
+    settings.alipayplus.verify_signatures = true;
+    settings.refunds.lease_seconds = 0;
+    assert!(refusal(&settings).contains("refunds.lease_seconds"));
 }

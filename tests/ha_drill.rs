@@ -17,7 +17,11 @@
 
 mod common;
 
-use common::{ACQUIRER_ID, PSP_ID, ServiceProcess};
+use common::{ACQUIRER_ID, ServiceProcess};
+
+/// The drill runs under the production rules: real-looking ids, not the samples.
+const DRILL_PSP_ID: &str = "2188000000000077";
+const DRILL_CLIENT_ID: &str = "HA_DRILL_CLIENT";
 use futures_util::StreamExt;
 use mpp_cancel::protocol::keys::GeneratedKeyPair;
 use mpp_cancel::sim::{SimRequest, send_cancel_with};
@@ -205,6 +209,11 @@ async fn run(config: DrillConfig, bindir: PathBuf) -> DrillReport {
     let service = ServiceProcess::start(
         &format!("postgres://postgres@{}/mpp_cancel", endpoint.addr),
         &[
+            // Production rules, the demo wallet allowed explicitly (a drill moves no real money).
+            ("APP_ENV", "production".into()),
+            ("MPP_CANCEL__WALLET__ALLOW_DEMO", "true".into()),
+            ("MPP_CANCEL__ALIPAYPLUS__PSP_ID", DRILL_PSP_ID.into()),
+            ("MPP_CANCEL__ALIPAYPLUS__CLIENT_ID", DRILL_CLIENT_ID.into()),
             ("MPP_CANCEL__ALIPAYPLUS__VERIFY_SIGNATURES", "true".into()),
             (
                 "MPP_CANCEL__ALIPAYPLUS__PUBLIC_KEYS__1",
@@ -233,9 +242,9 @@ async fn run(config: DrillConfig, bindir: PathBuf) -> DrillReport {
         .unwrap();
     let template = SimRequest {
         url: service.cancel_url(),
-        client_id: "SANDBOX_CLIENT".into(),
+        client_id: DRILL_CLIENT_ID.into(),
         acquirer_id: ACQUIRER_ID.into(),
-        psp_id: PSP_ID.into(),
+        psp_id: DRILL_PSP_ID.into(),
         payment_request_id: String::new(),
         alipay_private_key: alipay.private_key().unwrap(),
         key_version: "1".into(),

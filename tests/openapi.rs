@@ -389,7 +389,7 @@ async fn the_internal_api_answers_as_its_document_says() {
         timeout: Duration::from_secs(2),
     })
     .unwrap();
-    let mut settings = Settings::defaults();
+    let mut settings = Settings::local_defaults();
     settings.server.listen = "127.0.0.1:0".into();
     settings.server.workers = 1;
     settings.internal.listen = "127.0.0.1:0".into();

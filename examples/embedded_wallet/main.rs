@@ -1,5 +1,8 @@
 //! `cargo run --example embedded_wallet`: an MPP's actix-web app with mpp-cancel embedded.
-//! Needs DATABASE_URL (e.g. through `scripts/with-pg`) and the configuration in `config/`.
+//! Needs DATABASE_URL (e.g. through `scripts/with-pg`) and the configuration in `config/`:
+//! `APP_ENV=local scripts/with-pg cargo run --example embedded_wallet` for the try-out. The
+//! embedding runs the service's start checks (its wallet is the shop's, so `wallet.*` is not
+//! read).
 
 mod shop;
 
@@ -11,7 +14,7 @@ use std::time::Duration;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::load(std::path::Path::new("config"))?;
+    let settings = Settings::read(std::path::Path::new("config"))?;
     let url = std::env::var("DATABASE_URL")?;
     let store = Store::connect_lazy(
         PgConnectOptions::from_str(&url)?,

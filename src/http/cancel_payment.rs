@@ -7,10 +7,10 @@
 //! that sends a head and then trickles (or never sends) its body costs a connection and a timer,
 //! never a place an honest cancel needs.
 //!
-//! A body that does not arrive in time is answered `U`/UNKNOWN_EXCEPTION (signed, HTTP 200),
-//! not `F`/PARAM_ILLEGAL: nothing is known to be wrong with the request, only its transport was
-//! too slow, and `F` is final for Alipay+ while `U` makes it retry. Nothing is stored, so the
-//! retry is decided afresh.
+//! A body that does not arrive in time, or whose transport breaks before it is in, is answered
+//! `U`/UNKNOWN_EXCEPTION (signed, HTTP 200), not `F`/PARAM_ILLEGAL: nothing is known to be wrong
+//! with the request, only its transport failed, and `F` is final for Alipay+ while `U` makes it
+//! retry. Nothing is stored, so the retry is decided afresh.
 
 use super::{PublicState, respond, send};
 use crate::protocol::{CancelPaymentRequest, ResultCode};
@@ -43,10 +43,14 @@ pub(super) async fn handle(
             let message = format!("the request body exceeds {} bytes", state.max_body_bytes);
             return respond(&req, ResultCode::ParamIllegal, Some(&message));
         }
+        // The connection broke (or the body was cut short) before the body was in: a transport
+        // fault like a slow body, so U and Alipay+ retries; F would be final for a cancel whose
+        // request was never even read. Nothing is stored.
         Ok(Err(BodyError::Broken)) => {
+            tracing::warn!(path = req.path(), "request body could not be read");
             return respond(
                 &req,
-                ResultCode::ParamIllegal,
+                ResultCode::UnknownException,
                 Some("the request body could not be read"),
             );
         }
@@ -101,7 +105,10 @@ async fn read_body(
     }
     let mut body = Vec::with_capacity(declared.unwrap_or(512).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| BodyError::Broken)?;
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Overflow => BodyError::TooLarge,
+            _ => BodyError::Broken,
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(BodyError::TooLarge);
         }

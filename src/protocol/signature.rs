@@ -293,7 +293,8 @@ fn check_algorithm(header: &SignatureHeader) -> Result<(), AuthError> {
 pub struct RequestVerifier {
     client_id: String,
     keys: BTreeMap<String, PublicKey>,
-    /// The key used when a request names no keyVersion: the latest by [`compare_key_versions`].
+    /// The latest key by [`compare_key_versions`]: tried first when a request names no
+    /// keyVersion (then every other key is tried too).
     latest: Option<String>,
 }
 
@@ -327,7 +328,7 @@ impl RequestVerifier {
         versions
     }
 
-    /// The version used when a request names none.
+    /// The version tried first when a request names none.
     pub fn latest_key_version(&self) -> Option<&str> {
         self.latest.as_deref()
     }
@@ -388,9 +389,21 @@ impl RequestVerifier {
         let signature = required_header("Signature", signature)?;
         let header = parse_signature_header(signature)?;
         check_algorithm(&header)?;
-        let key = self.key_for(header.key_version.as_deref())?;
         let content = signed_content(method, path, client_id, request_time, body);
-        if key.verify_pkcs1_sha256(&content, &header.signature) {
+        let verifies = |key: &PublicKey| key.verify_pkcs1_sha256(&content, &header.signature);
+        let verified = match header.key_version.as_deref() {
+            Some(_) => verifies(self.key_for(header.key_version.as_deref())?),
+            // Without keyVersion, during a rotation Alipay+ may sign with either key: each
+            // configured key is tried, the latest first.
+            None => {
+                self.key_for(None)?;
+                self.key_versions()
+                    .into_iter()
+                    .rev()
+                    .any(|version| verifies(&self.keys[version]))
+            }
+        };
+        if verified {
             Ok(())
         } else {
             Err(invalid(
@@ -977,7 +990,7 @@ mod tests {
     }
 
     #[test]
-    fn key_rotation_accepts_both_versions_and_defaults_to_the_latest() {
+    fn key_rotation_accepts_both_versions_with_or_without_key_version() {
         let v = RequestVerifier::new(
             CLIENT,
             [
@@ -990,13 +1003,23 @@ mod tests {
         let v2 = other_signer("2").sign_request("POST", PATH, CLIENT, TIME, BODY);
         assert_eq!(verify_with(&v, &v1, BODY), Ok(()));
         assert_eq!(verify_with(&v, &v2, BODY), Ok(()));
-        // Without keyVersion: the latest (2) is used.
+        // Without keyVersion, mid-rotation: a signature by either configured key verifies,
+        // one by no configured key does not.
         let strip = |h: &str, n: &str| h.replace(&format!("keyVersion={n},"), "");
         assert_eq!(verify_with(&v, &strip(&v2, "2"), BODY), Ok(()));
+        assert_eq!(verify_with(&v, &strip(&v1, "1"), BODY), Ok(()));
+        let stranger = crate::protocol::keys::GeneratedKeyPair::generate_rsa_2048().unwrap();
+        let foreign = ResponseSigner::new(stranger.private_key().unwrap(), "3".into())
+            .sign_request("POST", PATH, CLIENT, TIME, BODY);
+        assert!(is_invalid_signature(&verify_with(
+            &v,
+            &strip(&foreign, "3"),
+            BODY
+        )));
         assert!(is_invalid_signature(&verify_with(
             &v,
             &strip(&v1, "1"),
-            BODY
+            b"{\"tampered\":true}"
         )));
         // A version-1 signature labelled 2 does not verify.
         assert!(is_invalid_signature(&verify_with(

@@ -339,7 +339,7 @@ pub struct HistoryStats {
 }
 
 fn settings() -> Settings {
-    let mut s = Settings::defaults();
+    let mut s = Settings::local_defaults();
     s.alipayplus.verify_signatures = false;
     s.cancel.lookup_timeout_ms = 300;
     s.database.acquire_timeout_ms = 500;

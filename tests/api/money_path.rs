@@ -124,13 +124,26 @@ async fn a_junk_wallet_reference_sends_only_its_row_to_manual_review() {
 #[tokio::test]
 async fn two_engines_never_call_the_wallet_for_one_refund_at_once_even_past_the_configured_lease() {
     let app = spawn_app_with(TestOptions {
-        configure: |s| {
-            s.refunds.lease_seconds = 1;
-            s.wallet.timeout_ms = 5000;
-        },
+        configure: |s| s.wallet.timeout_ms = 5000,
         ..Default::default()
     })
     .await;
+    // The start checks refuse a lease shorter than wallet.timeout_ms; an engine built from
+    // settings that skipped them still stretches its lease over its wallet calls.
+    let mut short_lease = app.settings.clone();
+    short_lease.refunds.lease_seconds = 1;
+    let engine = |app: &TestApp, store: Store| {
+        let mut settings = short_lease.clone();
+        settings.refunds.workers = 1;
+        settings.refunds.backoff_base_ms = 10;
+        RefundEngine::new(
+            store,
+            app.wallet.clone(),
+            Arc::new(SystemClock),
+            EngineConfig::from_settings(&settings),
+            Arc::new(tokio::sync::Notify::new()),
+        )
+    };
     app.wallet
         .add("slow", PaymentStatus::Success, 100, "JPY", app.clock_now());
     assert_eq!(app.cancel("slow").await.code(), "SUCCESS");

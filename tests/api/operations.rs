@@ -348,3 +348,28 @@ async fn slow_bodies_hold_no_in_flight_place_and_are_dropped_after_the_body_time
     );
     assert_eq!(app.db.state_of("slow-body").await, None, "nothing stored");
 }
+
+#[tokio::test]
+async fn a_body_cut_short_by_the_transport_is_answered_u_not_a_final_f() {
+    let app = spawn_app().await;
+    let body = cancel_body("cut-short");
+    let headers = [
+        ("Content-Type", "application/json".to_owned()),
+        ("Content-Length", body.len().to_string()),
+    ];
+    let mut stream = stalled_request(&app, &headers, &body.as_bytes()[..10]).await;
+    // The client's side of the connection ends mid-body (its write half closes).
+    stream.shutdown().await.unwrap();
+    let (status, answer, _) =
+        tokio::time::timeout(Duration::from_secs(5), read_response(&mut stream))
+            .await
+            .expect("answered at once, not after the body timeout");
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(answer["result"]["resultStatus"], "U", "{answer}");
+    assert_eq!(
+        answer["result"]["resultCode"], "UNKNOWN_EXCEPTION",
+        "{answer}"
+    );
+    assert_eq!(app.db.state_of("cut-short").await, None, "nothing stored");
+}

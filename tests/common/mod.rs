@@ -40,7 +40,24 @@ pub async fn fresh_database() -> (String, PgPool) {
     (db_url, pool)
 }
 
-/// `mpp-cancel serve` on free ports, configured by the built-in defaults and `env`.
+/// What every process test runs with unless its `env` says otherwise: the local try-out rules
+/// (loopback listeners only), the demo wallet, the sample ids, and timeouts within the short
+/// lease the tests use. A test of production behaviour passes `APP_ENV=production` and what
+/// production needs (see `tests/fail_closed.rs`).
+pub fn local_env() -> Vec<(&'static str, String)> {
+    [
+        ("APP_ENV", "local"),
+        ("MPP_CANCEL__WALLET__KIND", "demo"),
+        ("MPP_CANCEL__ALIPAYPLUS__PSP_ID", PSP_ID),
+        ("MPP_CANCEL__ALIPAYPLUS__CLIENT_ID", "SANDBOX_CLIENT"),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key, value.to_owned()))
+    .collect()
+}
+
+/// `mpp-cancel serve` on free ports, configured by the built-in defaults, [`local_env`] and
+/// `env` (which wins).
 pub struct ServiceProcess {
     pub child: Child,
     pub public: String,
@@ -70,9 +87,12 @@ impl ServiceProcess {
             .env("MPP_CANCEL__REFUNDS__WORKERS", "2")
             .env("MPP_CANCEL__REFUNDS__POLL_INTERVAL_MS", "50")
             .env("MPP_CANCEL__REFUNDS__LEASE_SECONDS", "2")
+            // No timeout longer than the lease.
+            .env("MPP_CANCEL__WALLET__TIMEOUT_MS", "2000")
+            .env("MPP_CANCEL__CANCEL__LOOKUP_TIMEOUT_MS", "2000")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null());
-        for (key, value) in env {
+        for (key, value) in local_env().iter().chain(env) {
             command.env(key, value);
         }
         let log = std::env::temp_dir().join(format!("mppc-{}.log", uuid::Uuid::new_v4().simple()));
@@ -115,10 +135,31 @@ impl Drop for ServiceProcess {
     }
 }
 
-/// Runs `mpp-cancel ARGS` to completion: (success, stdout, stderr).
+/// Runs `mpp-cancel ARGS` to completion with [`local_env`] and `env` (which wins): (success,
+/// stdout, stderr).
 pub fn run_cli(args: &[&str], env: &[(&str, String)]) -> (bool, String, String) {
+    run_cli_in(
+        "/nonexistent",
+        args,
+        &[local_env().as_slice(), env].concat(),
+    )
+}
+
+/// Runs `mpp-cancel --config-dir CONFIG_DIR ARGS` with exactly `env` added to the test's own
+/// environment (minus `APP_ENV` and every `MPP_CANCEL__*`, so nothing leaks in; an empty
+/// `DATABASE_URL` counts as unset).
+pub fn run_cli_in(
+    config_dir: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> (bool, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mpp-cancel"));
-    command.args(["--config-dir", "/nonexistent"]).args(args);
+    command.args(["--config-dir", config_dir]).args(args);
+    for (key, _) in std::env::vars() {
+        if key == "APP_ENV" || key.starts_with("MPP_CANCEL__") {
+            command.env_remove(key);
+        }
+    }
     for (key, value) in env {
         command.env(key, value);
     }

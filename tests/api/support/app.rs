@@ -68,7 +68,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         Some(proxy) => proxy.options(&db.options),
         None => db.options.clone(),
     };
-    let mut settings = Settings::defaults();
+    let mut settings = Settings::local_defaults();
     settings.server.listen = "127.0.0.1:0".into();
     settings.server.workers = 2;
     settings.alipayplus.verify_signatures = false;
