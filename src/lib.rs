@@ -47,6 +47,7 @@
 pub mod app;
 pub mod cancel;
 pub mod cli;
+pub mod clock_skew;
 pub mod config;
 pub mod domain;
 pub mod embed;
@@ -55,6 +56,7 @@ pub mod guard;
 pub mod http;
 pub mod metrics;
 pub mod protocol;
+pub mod reconcile;
 pub mod report;
 pub mod sim;
 pub mod store;
