@@ -209,7 +209,8 @@ async fn a_processing_payment_that_closes_has_nothing_to_refund() {
 }
 
 /// The engine is started by hand after the wallet's view changed, so the order is certain.
-fn engine_for(app: &TestApp) -> RefundEngine {
+/// An engine over `app`'s database and wallet on the system clock, with fast retries.
+pub fn engine_for(app: &TestApp) -> RefundEngine {
     let mut settings = app.settings.clone();
     settings.refunds.workers = 1;
     settings.refunds.backoff_base_ms = 10;

@@ -2,11 +2,10 @@
 //! every cancellation that may belong to T, a T learnt from the wallet never moves, and a payment
 //! unknown at the decision has its window judged again by its true T when it turns up.
 
+use crate::engine::engine_for as engine;
 use crate::support::app::{INTERNAL_TOKEN, TestApp, spawn_app_with};
 use crate::support::{TestOptions, at};
-use mpp_cancel::domain::{PaymentStatus, SystemClock};
-use mpp_cancel::engine::{EngineConfig, RefundEngine};
-use std::sync::Arc;
+use mpp_cancel::domain::PaymentStatus;
 
 async fn app_at(now: &str) -> TestApp {
     spawn_app_with(TestOptions {
@@ -14,19 +13,6 @@ async fn app_at(now: &str) -> TestApp {
         ..Default::default()
     })
     .await
-}
-
-fn engine(app: &TestApp) -> RefundEngine {
-    let mut settings = app.settings.clone();
-    settings.refunds.workers = 1;
-    settings.refunds.backoff_base_ms = 10;
-    RefundEngine::new(
-        app.db.store(),
-        app.wallet.clone(),
-        Arc::new(SystemClock),
-        EngineConfig::from_settings(&settings),
-        Arc::new(tokio::sync::Notify::new()),
-    )
 }
 
 /// The report of `day` through the internal API: (CSV text, JSON lines).
