@@ -368,7 +368,9 @@ impl Store {
                         -- refund's.
                         attempts = CASE WHEN u.from_state = 'void_pending' AND u.to_state = 'refund_pending'
                                         THEN 0 ELSE c.attempts END,
-                        lease_expires_at = NULL, lease_token = NULL, updated_at = $16,
+                        -- The database's clock: a bulk requeue selects manual_review rows by
+                        -- it, and must not miss those an instance with a clock ahead wrote.
+                        lease_expires_at = NULL, lease_token = NULL, updated_at = now(),
                         payment_id = coalesce(u.found_payment_id, c.payment_id),
                         amount_value = coalesce(u.found_amount, c.amount_value),
                         currency = coalesce(u.found_currency, c.currency),
@@ -459,7 +461,7 @@ impl Store {
                  UPDATE cancellations
                     SET state = 'manual_review', next_attempt_at = NULL, last_error = $4,
                         lease_expires_at = NULL, lease_token = NULL, nudged_at = NULL,
-                        updated_at = $1
+                        updated_at = now()
                   WHERE payment_request_id = $2 AND lease_token = $3
                  RETURNING payment_request_id)
                INSERT INTO audit_events (payment_request_id, occurred_at, event, from_state, to_state, detail)

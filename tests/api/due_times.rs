@@ -96,6 +96,35 @@ async fn an_instance_a_day_ahead_schedules_work_on_the_databases_clock() {
         app.db.state_of("requeued-ahead").await.as_deref(),
         Some("refunded")
     );
+    // Sent to manual_review by the engine a day ahead, then requeued in bulk: the selection
+    // (rows that went there before the requeue began) is on the database's clock too.
+    app.wallet
+        .add("bulk-ahead", PaymentStatus::Success, 400, "JPY", ahead);
+    assert_eq!(app.cancel("bulk-ahead").await.code(), "SUCCESS");
+    app.wallet.script_refunds([RefundScript::Failed]);
+    engine_ahead.drain().await.unwrap();
+    assert_eq!(
+        app.db.state_of("bulk-ahead").await.as_deref(),
+        Some("manual_review")
+    );
+    let bulk: serde_json::Value = app
+        .http
+        .post(format!("{}/v1/cancellations/requeue", app.internal_address))
+        .bearer_auth(INTERNAL_TOKEN)
+        .json(&serde_json::json!({"state": "manual_review"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bulk["count"], 1, "{bulk}");
+    on_time.drain().await.unwrap();
+    assert_eq!(
+        app.db.state_of("bulk-ahead").await.as_deref(),
+        Some("refunded")
+    );
+
     let stale: i64 = app
         .db
         .count("SELECT count(*) FROM cancellations WHERE updated_at > now() + interval '1 hour' AND next_attempt_at IS NOT NULL")
