@@ -2,6 +2,7 @@
 //! [`Application`] on port 0 with their own wallet and clock.
 
 use crate::cancel::CancelService;
+use crate::clock_skew::ClockSkewCheck;
 use crate::config::{Settings, WalletKind};
 use crate::domain::{Clock, SystemClock};
 use crate::engine::{EngineConfig, RefundEngine};
@@ -61,9 +62,30 @@ impl Components {
         Ok(Self {
             store,
             wallet,
-            clock: Arc::new(SystemClock),
+            clock: system_clock(),
         })
     }
+}
+
+/// The binary's clock: the system's. In builds with the `testing` feature only,
+/// `MPP_CANCEL_TESTING_CLOCK_OFFSET_MS` moves it by that many milliseconds, so tests can run an
+/// instance whose clock is off the database's; a production build ignores the variable.
+fn system_clock() -> Arc<dyn Clock> {
+    #[cfg(feature = "testing")]
+    if let Some(offset_ms) = std::env::var("MPP_CANCEL_TESTING_CLOCK_OFFSET_MS")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        tracing::warn!(
+            offset_ms,
+            "TESTING BUILD: the clock is moved by MPP_CANCEL_TESTING_CLOCK_OFFSET_MS"
+        );
+        return Arc::new(crate::domain::OffsetClock {
+            inner: SystemClock,
+            offset: chrono::Duration::try_milliseconds(offset_ms).unwrap_or_default(),
+        });
+    }
+    Arc::new(SystemClock)
 }
 
 /// A pool for `database.url` (or `DATABASE_URL`).
@@ -85,6 +107,11 @@ pub fn cancel_service(
     settings: &Settings,
     components: &Components,
 ) -> anyhow::Result<CancelService> {
+    let clock_check = ClockSkewCheck::new(
+        components.store.clone(),
+        components.clock.clone(),
+        Duration::from_millis(settings.server.max_clock_skew_ms),
+    );
     Ok(CancelService::new(
         components.store.clone(),
         components.wallet.clone(),
@@ -92,7 +119,8 @@ pub fn cancel_service(
         settings.cancel_window()?,
         settings.alipayplus.psp_id.clone(),
         Duration::from_millis(settings.cancel.lookup_timeout_ms),
-    ))
+    )
+    .with_clock_check(Arc::new(clock_check)))
 }
 
 /// The running service: the public listener, the internal listener and, unless
@@ -187,6 +215,8 @@ impl Application {
             wake: service.work_ready(),
             metrics: metrics.clone(),
             engine: engine.as_ref().map(|e| e.health()),
+            clock_check: service.clock_check(),
+            window: settings.cancel_window()?,
         });
         let internal = HttpServer::new(move || {
             App::new().configure(|cfg| http::internal::configure(cfg, internal_state.clone()))

@@ -3,7 +3,8 @@
 //! alike. A fault before the commit answers `U` and stores nothing, so Alipay+'s retry is
 //! processed afresh; `S` is only returned after the commit that guarantees the refund.
 
-use crate::domain::{CancellationWindow, Clock, Decision, Payment, Rejection, decide};
+use crate::clock_skew::ClockSkewCheck;
+use crate::domain::{CancellationWindow, Clock, Decision, Payment, Rejection, decide, untrusted};
 use crate::protocol::{CancelPaymentRequest, ResultCode, result_body};
 use crate::store::{NewCancellation, Prior, QueuedReversal, Recorded, Store, StoredAnswer};
 use crate::wallet::{Wallet, WalletError};
@@ -46,6 +47,9 @@ pub struct CancelService {
     psp_id: String,
     lookup_timeout: Duration,
     work_ready: Arc<Notify>,
+    /// Whether this instance's clock may judge windows (None: not checked; see
+    /// [`CancelService::with_clock_check`]).
+    clock_check: Option<Arc<ClockSkewCheck>>,
 }
 
 impl CancelService {
@@ -65,7 +69,21 @@ impl CancelService {
             psp_id,
             lookup_timeout,
             work_ready: Arc::new(Notify::new()),
+            clock_check: None,
         }
+    }
+
+    /// Answers every cancel `U` while `check` says this instance's clock is too far from the
+    /// database's (it would judge windows by a wrong arrival time). [`crate::app::cancel_service`]
+    /// (the binary and the embedding) always sets it, from `server.max_clock_skew_ms`.
+    pub fn with_clock_check(mut self, check: Arc<ClockSkewCheck>) -> Self {
+        self.clock_check = Some(check);
+        self
+    }
+
+    /// The clock check this service answers by, for readiness.
+    pub fn clock_check(&self) -> Option<Arc<ClockSkewCheck>> {
+        self.clock_check.clone()
     }
 
     /// Signalled whenever a cancellation with money work is committed by this instance, so a
@@ -91,6 +109,17 @@ impl CancelService {
         // The arrival: the window is judged by when Alipay+ asked, never by when a slow wallet or
         // database let us decide.
         let arrived = self.clock.now();
+        // An arrival read on a clock far off the database's cannot judge the window: nothing is
+        // decided or remembered by it (the cached comparison costs no round trip).
+        if let Some(check) = &self.clock_check
+            && let Err(why) = check.verdict().await
+        {
+            tracing::error!(payment_request_id = %request.payment_request_id, reason = %why, "cancel answered U: clock skew");
+            return Answer::fresh(
+                ResultCode::UnknownException,
+                "this instance's clock is not in step with the database's; retry later",
+            );
+        }
         if request.psp_id != self.psp_id {
             return Answer::fresh(ResultCode::AccessDenied, "pspId does not name this MPP");
         }
@@ -116,7 +145,23 @@ impl CancelService {
                 return Answer::unknown();
             }
         };
-        let decision = decide(payment.as_ref(), &self.window, now);
+        // A value from the wallet that cannot be stored (a paymentId with a NUL, say) must not
+        // make this id U forever: the cancel is decided on the facts that can be trusted, and an
+        // accepted one goes to a person (manual_review, no money work queued) with the reason.
+        // The wallet's paymentId is then not stored.
+        let problem = payment.as_ref().and_then(untrusted::payment_problem);
+        let mut decision = decide(payment.as_ref(), &self.window, now);
+        if let (Some(why), Decision::Accept { .. }) = (&problem, &decision) {
+            tracing::error!(payment_request_id = id, reason = %why, "the wallet's payment cannot be stored: accepted for manual review");
+            decision = Decision::Accept {
+                state: crate::domain::CancellationState::ManualReview,
+                reversal: None,
+            };
+        }
+        let stored_payment_id = payment
+            .as_ref()
+            .filter(|_| problem.is_none())
+            .map(|p| p.payment_id.as_str());
         let code = match decision {
             Decision::Accept { .. } => ResultCode::Success,
             Decision::Reject(Rejection::WindowClosed) => ResultCode::CancelWindowExceed,
@@ -145,7 +190,7 @@ impl CancelService {
             result_code: code.as_str(),
             result_status: code.status().as_str(),
             response_body: &body,
-            payment_id: payment.as_ref().map(|p| p.payment_id.as_str()),
+            payment_id: stored_payment_id,
             payment_status: payment.as_ref().map(|p| p.status.as_str()),
             amount: payment.as_ref().map(|p| p.amount),
             payment_created_at: payment.as_ref().map(|p| p.created_at),
@@ -154,6 +199,7 @@ impl CancelService {
                 .settlement_day(payment.as_ref().map_or(now, |p| p.created_at)),
             now,
             reversal,
+            last_error: problem.as_deref(),
         };
         match self.store.record(&new).await {
             Ok(Recorded::Inserted) => {
@@ -174,6 +220,24 @@ impl CancelService {
                 Answer::unknown()
             }
         }
+    }
+
+    /// Records the arrival of a verified cancel that was shed under load (answered
+    /// `U`/REQUEST_TRAFFIC_EXCEED_LIMIT before it was decided), so its retry is judged by it.
+    /// Nothing is recorded for another MPP's pspId, or while this instance's clock is off the
+    /// database's (its arrival could not be trusted).
+    pub async fn note_shed_arrival(&self, request: &CancelPaymentRequest) {
+        let arrived = self.clock.now();
+        if request.psp_id != self.psp_id {
+            return;
+        }
+        if let Some(check) = &self.clock_check
+            && check.verdict().await.is_err()
+        {
+            return;
+        }
+        self.note_undecided(&request.payment_request_id, arrived)
+            .await;
     }
 
     /// Remembers the arrival of a request answered `U`, when the database lets us: its retries

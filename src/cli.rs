@@ -69,6 +69,18 @@ pub enum Command {
         #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
         format: String,
     },
+    /// Cross-check an Alipay+ clearing file: list every paymentRequestId in it that we
+    /// cancelled (S) or refused (F), with our state and refund, as CSV on stdout; malformed
+    /// lines on stderr with their numbers. Exits non-zero when a cancelled id is in the file
+    /// (it would be settled and refunded: paid twice) or a line could not be read.
+    Reconcile {
+        /// The clearing file (CSV; summary lines and an `<END>` line tolerated). `-`: stdin.
+        #[arg(long)]
+        clearing_file: PathBuf,
+        /// The header of the column holding Alipay+'s paymentRequestId.
+        #[arg(long, default_value = "paymentRequestId")]
+        id_column: String,
+    },
     /// Signing keys.
     Keys {
         #[command(subcommand)]
@@ -397,9 +409,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let state: CancellationState = state.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
             let selection = RequeueSelection::new(state, since)?;
             let store = app::connect(&settings)?;
-            let done = store
-                .requeue_bulk(selection, Utc::now(), "cli", dry_run)
-                .await?;
+            let done = store.requeue_bulk(selection, "cli", dry_run).await?;
             if dry_run {
                 say!("{} cancellations in {state} would be requeued", done.count);
                 for id in &done.sample {
@@ -419,10 +429,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let payment_request_id =
                 payment_request_id.context("a paymentRequestId or --state is required")?;
             let store = app::connect(&settings)?;
-            match store
-                .requeue(&payment_request_id, Utc::now(), "cli")
-                .await?
-            {
+            match store.requeue(&payment_request_id, "cli").await? {
                 Some(state) => {
                     say!("{payment_request_id}: requeued as {state}");
                     Ok(())
@@ -434,8 +441,53 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = app::connect(&settings)?;
             let format: crate::report::Format =
                 format.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-            let lines = store.settlement_report(date).await?;
+            let lines = store
+                .settlement_report(date, &settings.cancel_window()?)
+                .await?;
             say_raw(&crate::report::render(&lines, format));
+            Ok(())
+        }
+        Command::Reconcile {
+            clearing_file,
+            id_column,
+        } => {
+            let store = app::connect(&settings)?;
+            let input: Box<dyn std::io::BufRead> = if clearing_file.as_os_str() == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                let file = std::fs::File::open(&clearing_file).with_context(|| {
+                    format!("cannot open the clearing file {}", clearing_file.display())
+                })?;
+                Box::new(std::io::BufReader::with_capacity(64 * 1024, file))
+            };
+            let stdout = std::io::stdout().lock();
+            let summary = crate::reconcile::reconcile(
+                &store,
+                input,
+                &id_column,
+                std::io::BufWriter::new(stdout),
+                std::io::stderr(),
+            )
+            .await?;
+            eprintln!(
+                "reconcile: {} lines, {} records, {} cancelled by us (S), {} refused by us (F), {} malformed",
+                summary.lines,
+                summary.records,
+                summary.cancelled,
+                summary.refused,
+                summary.malformed
+            );
+            anyhow::ensure!(
+                summary.cancelled == 0,
+                "{} payment(s) we cancelled appear in the clearing file: they must not be settled \
+                 (they are refunded or being refunded to the user)",
+                summary.cancelled
+            );
+            anyhow::ensure!(
+                summary.malformed == 0,
+                "{} line(s) of the clearing file could not be read: a cancelled id may hide there",
+                summary.malformed
+            );
             Ok(())
         }
         Command::Keys { .. } => unreachable!("keys generate runs before the settings load"),

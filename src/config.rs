@@ -66,6 +66,10 @@ pub struct ServerSettings {
     pub max_in_flight: usize,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
+    /// How far this instance's clock may be from the database's (it judges the cancellable
+    /// period by its own arrival time): beyond it the instance is not ready and answers cancels
+    /// U. At least 1.
+    pub max_clock_skew_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -277,6 +281,11 @@ impl From<Refusal> for SettingsError {
     }
 }
 
+/// The largest `server.max_clock_skew_ms` accepted: what a time difference can hold without
+/// overflow (a value this large disables the check in all but name; tests with frozen clocks
+/// use it).
+pub const MAX_CLOCK_SKEW_MS: u64 = i64::MAX as u64 / 1_000_000;
+
 /// The shortest internal token accepted: a guessable token on the internal API would let anyone
 /// on that network read cancellations and requeue refunds.
 pub const MIN_INTERNAL_TOKEN_CHARS: usize = 32;
@@ -437,6 +446,12 @@ impl Settings {
         check_alipayplus(self.env, &self.server, &self.alipayplus)?;
         check_refunds(&self.refunds, &self.wallet)?;
         check_cancel(&self.cancel, &self.refunds)?;
+        in_range(
+            "server.max_clock_skew_ms",
+            self.server.max_clock_skew_ms,
+            1..=MAX_CLOCK_SKEW_MS,
+            "milliseconds (default 1000)",
+        )?;
         Ok(())
     }
 
@@ -818,6 +833,7 @@ fn defaults(b: Builder, env: AppEnv) -> Result<Builder, config::ConfigError> {
         .set_default("server.body_timeout_ms", 5000)?
         .set_default("server.max_in_flight", 1024)?
         .set_default("server.workers", 0)?
+        .set_default("server.max_clock_skew_ms", 1000)?
         .set_default("internal.listen", "127.0.0.1:8081")?
         .set_default("database.max_connections", 20)?
         .set_default("database.acquire_timeout_ms", 2000)?
@@ -1256,6 +1272,25 @@ mod tests {
             refused_key(&s),
             "wallet.token_file",
             "validate refuses an unread file"
+        );
+    }
+
+    #[test]
+    fn the_clock_skew_limit_is_checked() {
+        let mut s = local();
+        assert_eq!(s.server.max_clock_skew_ms, 1000);
+        for bad in [0, MAX_CLOCK_SKEW_MS + 1, u64::MAX] {
+            s.server.max_clock_skew_ms = bad;
+            let error = s.validate().unwrap_err();
+                        assert!(
+                error.to_string().contains("server.max_clock_skew_ms"),
+                "{error}"
+            );
+        }
+        s.server.max_clock_skew_ms = MAX_CLOCK_SKEW_MS;
+        assert!(s.validate().is_ok());
+        assert!(
+            chrono::Duration::from_std(std::time::Duration::from_millis(MAX_CLOCK_SKEW_MS)).is_ok()
         );
     }
 

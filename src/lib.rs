@@ -47,6 +47,7 @@
 pub mod app;
 pub mod cancel;
 pub mod cli;
+pub mod clock_skew;
 pub mod config;
 pub mod domain;
 pub mod embed;
@@ -56,6 +57,7 @@ pub mod http;
 pub mod log_fields;
 pub mod metrics;
 pub mod protocol;
+pub mod reconcile;
 pub mod report;
 pub mod sim;
 pub mod store;

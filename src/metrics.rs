@@ -210,8 +210,8 @@ impl Metrics {
 
     /// The exposition text, with the queue gauges read fresh from the database (left at their
     /// last values if it is unreachable).
-    pub async fn render(&self, store: &Store, now: chrono::DateTime<chrono::Utc>) -> String {
-        match store.queue_depth(now).await {
+    pub async fn render(&self, store: &Store) -> String {
+        match store.queue_depth().await {
             Ok(QueueDepth {
                 due,
                 oldest_due_age_seconds,

@@ -1,5 +1,6 @@
 //! The settlement-day report: the accepted cancellations of day T, for the MPP's clearing-file
-//! job to exclude (cancelled payments are not settled and carry no fees).
+//! job to exclude (cancelled payments are not settled and carry no fees). A cancellation whose
+//! payment's T is not known yet is listed, `provisional`, under every day it may belong to.
 
 use crate::store::ReportLine;
 use std::str::FromStr;
@@ -32,8 +33,7 @@ impl Format {
     }
 }
 
-const CSV_HEADER: &str =
-    "paymentRequestId,paymentId,acquirerId,amountValue,currency,state,settlementDate,cancelledAt";
+const CSV_HEADER: &str = "paymentRequestId,paymentId,acquirerId,amountValue,currency,state,settlementDate,cancelledAt,provisional";
 
 /// The report's text: CSV with a header line (fields quoted where needed), or a JSON array of
 /// camelCase objects.
@@ -56,6 +56,7 @@ pub fn render(lines: &[ReportLine], format: Format) -> String {
                     l.state.clone(),
                     l.settlement_date.to_string(),
                     l.cancelled_at.to_rfc3339(),
+                    l.provisional.to_string(),
                 ];
                 let row: Vec<String> = untrusted
                     .iter()
@@ -82,7 +83,7 @@ fn neutralise_formula(value: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// RFC 4180: quote fields holding a comma, quote or line break; double the quotes.
-fn csv_field(value: &str) -> String {
+pub(crate) fn csv_field(value: &str) -> String {
     if value.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {
@@ -112,12 +113,13 @@ mod tests {
             state: "refunded".into(),
             settlement_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
             cancelled_at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            provisional: false,
         };
         let csv = render(&[line("=HYPERLINK(\"x\")")], Format::Csv);
         assert_eq!(
             csv.lines().nth(1).unwrap(),
             "\"'=HYPERLINK(\"\"x\"\")\",\"'@=HYPERLINK(\"\"x\"\")\",'-2+3,100,JPY,refunded,\
-             2026-11-20,1970-01-01T00:00:00+00:00"
+             2026-11-20,1970-01-01T00:00:00+00:00,false"
         );
         for prefix in ["=", "+", "-", "@", "\t", "\r"] {
             let csv = render(&[line(&format!("{prefix}1+1"))], Format::Csv);
@@ -144,11 +146,12 @@ mod tests {
             state: "refunded".into(),
             settlement_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
             cancelled_at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            provisional: false,
         };
         let csv = render(std::slice::from_ref(&line), Format::Csv);
         assert_eq!(
             csv.lines().nth(1).unwrap(),
-            "\"pr,1\",p1,acq,100,JPY,refunded,2026-11-20,1970-01-01T00:00:00+00:00"
+            "\"pr,1\",p1,acq,100,JPY,refunded,2026-11-20,1970-01-01T00:00:00+00:00,false"
         );
         let json: serde_json::Value = serde_json::from_str(&render(&[line], Format::Json)).unwrap();
         assert_eq!(json[0]["paymentRequestId"], "pr,1");

@@ -12,7 +12,7 @@ pub mod state;
 pub mod untrusted;
 pub mod window;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ClockOffset, ManualClock, OffsetClock, SystemClock};
 pub use decision::{Decision, Rejection, decide};
 pub use money::{Currency, Money, MoneyError};
 pub use payment::{Payment, PaymentStatus};

@@ -19,7 +19,10 @@ impl Backoff {
         let raw = self.base.saturating_mul(2u32.saturating_pow(exponent));
         let capped = raw.min(self.max);
         let factor = 0.8 + 0.4 * jitter.clamp(0.0, 1.0);
-        capped.mul_f64(factor).min(self.max)
+        // Not `mul_f64`: it panics when the product overflows (a cap near Duration::MAX).
+        Duration::try_from_secs_f64(capped.as_secs_f64() * factor)
+            .unwrap_or(self.max)
+            .min(self.max)
     }
 }
 
@@ -41,6 +44,20 @@ mod tests {
         assert_eq!(mid(30), Duration::from_secs(300));
         assert_eq!(mid(i32::MAX), Duration::from_secs(300));
         assert_eq!(mid(0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_largest_delays_do_not_panic() {
+        let huge = Backoff {
+            base: Duration::MAX,
+            max: Duration::MAX,
+        };
+        for attempt in [1, 2, 31, i32::MAX] {
+            for jitter in [0.0, 0.5, 0.999] {
+                assert!(huge.delay(attempt, jitter) <= Duration::MAX);
+            }
+        }
+        assert_eq!(huge.delay(1, 0.999), Duration::MAX);
     }
 
     #[test]

@@ -29,6 +29,21 @@ pub fn identifier<'a>(what: &str, value: &'a str) -> Result<&'a str, String> {
     Ok(value)
 }
 
+/// What makes a payment the wallet reported unusable as it is, if anything: a `paymentId` that
+/// cannot be stored as an identifier, or a negative refunded amount. Checked on every path a
+/// payment comes in by, the cancel's own lookup included, whatever the wallet implementation.
+pub fn payment_problem(payment: &super::Payment) -> Option<String> {
+    if let Err(why) = identifier("paymentId", &payment.payment_id) {
+        return Some(why);
+    }
+    (payment.refunded_minor_units < 0).then(|| {
+        format!(
+            "the wallet's refunded amount is negative ({})",
+            payment.refunded_minor_units
+        )
+    })
+}
+
 /// Free text made fit to record: control characters (NUL included) become spaces, and it is
 /// cut at [`MAX_TEXT_CHARS`] characters with an ellipsis.
 pub fn text(value: &str) -> String {

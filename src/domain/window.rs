@@ -52,21 +52,47 @@ impl CancellationWindow {
 
     /// The first instant at which a payment created at `created_at` can no longer be cancelled.
     pub fn closes_at(&self, created_at: DateTime<Utc>) -> DateTime<Utc> {
-        let next_day = self.settlement_day(created_at) + Duration::days(1);
+        self.closes_on(self.settlement_day(created_at))
+            .unwrap_or(created_at)
+    }
+
+    /// The first instant at which a payment of settlement day `day` can no longer be cancelled
+    /// (the cut-off on the next day). None for the last day chrono can name, which has no next
+    /// day: [`Self::closes_at`] then treats the window as closed (fail closed), never a panic.
+    pub fn closes_on(&self, day: NaiveDate) -> Option<DateTime<Utc>> {
+        let next_day = day.succ_opt()?;
         let local = next_day.and_time(self.cutoff);
-        match self.zone.from_local_datetime(&local) {
+        Some(match self.zone.from_local_datetime(&local) {
             LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => at.with_timezone(&Utc),
             // The cut-off falls in a DST gap: the window closes when the clocks jump over it,
             // i.e. at the first valid local time after it (gaps are at most a few hours).
             LocalResult::None => (1..=240)
                 .find_map(|minutes| {
                     self.zone
-                        .from_local_datetime(&(local + Duration::minutes(minutes)))
+                        .from_local_datetime(&local.checked_add_signed(Duration::minutes(minutes))?)
                         .earliest()
                 })
                 .map(|at| at.with_timezone(&Utc))
                 .unwrap_or_else(|| Utc.from_utc_datetime(&local)),
+        })
+    }
+
+    /// The settlement days a cancellation whose payment's T is not known may belong to, from
+    /// its first arrival: the payment was created before the cancel arrived, inside its window,
+    /// so T is the arrival's day, or the day before when the cancel arrived before that day's
+    /// cut-off. (A payment created after the cancel arrived is refused by the tombstone, so it
+    /// is on no day.) The first arrival's day comes first.
+    pub fn possible_days(&self, first_arrival: DateTime<Utc>) -> Vec<NaiveDate> {
+        let day = self.settlement_day(first_arrival);
+        let mut days = vec![day];
+        if let Some(before) = day.pred_opt()
+            && self
+                .closes_on(before)
+                .is_some_and(|closes| first_arrival < closes)
+        {
+            days.push(before);
         }
+        days
     }
 
     /// Whether a payment created at `created_at` can still be cancelled at `now`.
@@ -117,6 +143,25 @@ mod tests {
         let created = utc("2026-11-20T23:59:59.999+08:00");
         assert!(w.is_open(created, utc("2026-11-21T00:29:59.999+08:00")));
         assert!(!w.is_open(created, utc("2026-11-21T00:30:00.000+08:00")));
+    }
+
+    #[test]
+    fn an_unknown_payment_may_belong_to_the_day_before_until_the_cutoff() {
+        let w = CancellationWindow::default();
+        let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        assert_eq!(
+            w.possible_days(utc("2026-11-21T00:29:59.999+08:00")),
+            vec![day(21), day(20)]
+        );
+        assert_eq!(
+            w.possible_days(utc("2026-11-21T00:30:00+08:00")),
+            vec![day(21)]
+        );
+        assert_eq!(
+            w.possible_days(utc("2026-11-20T23:59:59+08:00")),
+            vec![day(20)]
+        );
+        assert_eq!(w.closes_on(NaiveDate::MAX), None);
     }
 
     #[test]

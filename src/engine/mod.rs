@@ -81,13 +81,18 @@ impl EngineConfig {
     /// The lease actually used: at least long enough that, renewed every third of it, a step's
     /// wallet calls always start with enough lease left to finish under it.
     pub fn lease_covering(configured: Duration, call_timeout: Duration) -> Duration {
-        let needed = (call_timeout * CALLS_PER_STEP + LEASE_MARGIN) * 3 / 2;
+        let step = call_timeout
+            .saturating_mul(CALLS_PER_STEP)
+            .saturating_add(LEASE_MARGIN);
+        let needed = step.saturating_add(step / 2);
         configured.max(needed)
     }
 
     /// The lease a step needs left before it makes its wallet calls.
     fn step_budget(&self) -> Duration {
-        self.call_timeout * CALLS_PER_STEP + LEASE_MARGIN
+        self.call_timeout
+            .saturating_mul(CALLS_PER_STEP)
+            .saturating_add(LEASE_MARGIN)
     }
 }
 
@@ -270,7 +275,8 @@ impl RefundEngine {
     /// call the wallet for one cancellation at the same time.
     pub async fn run_once(&self) -> Result<usize, WorkError> {
         let now = self.clock.now();
-        let lease = self.config.lease;
+        // The database caps a lease at MAX_DELAY; this instance counts it the same way.
+        let lease = self.config.lease.min(crate::store::MAX_DELAY);
         let claim_sent = Instant::now();
         let claimed = self
             .store
@@ -279,7 +285,9 @@ impl RefundEngine {
         if claimed.is_empty() {
             return Ok(0);
         }
-        let leases = Leases::new(claim_sent + lease);
+        // A lease too long to count from here (a library user's EngineConfig) holds for no
+        // time at all: no wallet call starts under it, nothing panics.
+        let leases = Leases::new(claim_sent.checked_add(lease).unwrap_or(claim_sent));
         let work = async {
             // The wallet calls of a batch run concurrently, a few at a time, so one engine
             // never takes all the pool's connections (the demo wallet uses the same database)
@@ -306,17 +314,14 @@ impl RefundEngine {
             .map(|c| c.payment_request_id.clone())
             .collect();
         let tokens: Vec<Uuid> = claimed.iter().map(|c| c.lease_token).collect();
+        let lease = self.config.lease.min(crate::store::MAX_DELAY);
         loop {
-            tokio::time::sleep(self.config.lease / 3).await;
+            tokio::time::sleep(lease / 3).await;
             let sent = Instant::now();
-            match self
-                .store
-                .renew_leases(&ids, &tokens, self.config.lease)
-                .await
-            {
+            match self.store.renew_leases(&ids, &tokens, lease).await {
                 Ok(held) => {
                     *leases.until.lock().unwrap_or_else(|e| e.into_inner()) =
-                        sent + self.config.lease;
+                        sent.checked_add(lease).unwrap_or(sent);
                     let held: HashSet<Uuid> = held.into_iter().collect();
                     leases
                         .lost
@@ -424,12 +429,24 @@ impl RefundEngine {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
                 tracing::error!(payment_request_id = %item.payment_request_id, panic = %what, "the step panicked");
-                let step = retry_after_error(
-                    &self.config.policy,
-                    item,
-                    format!("the wallet call panicked: {}", untrusted::text(&what)),
-                );
-                Some(self.outcome(item, step, Vec::new(), None, None))
+                // The handler runs outside the first catch: if building the retry panicked too,
+                // the row is left to its lease (taken up again once it expires), never the
+                // worker's death.
+                let after_panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let step = retry_after_error(
+                        &self.config.policy,
+                        item,
+                        format!("the wallet call panicked: {}", untrusted::text(&what)),
+                    );
+                    self.outcome(item, step, Vec::new(), None, None)
+                }));
+                match after_panic {
+                    Ok(outcome) => Some(outcome),
+                    Err(_) => {
+                        tracing::error!(payment_request_id = %item.payment_request_id, "recording the panic panicked too; left for the next claim");
+                        None
+                    }
+                }
             }
         }
     }
@@ -514,8 +531,25 @@ impl RefundEngine {
                             &self.config.window,
                         ) {
                             FoundAfterClose::Found(payment) => {
-                                found = Some(payment);
-                                step
+                                match step::settlement_refusal(
+                                    &payment,
+                                    item.learnt_day,
+                                    item.first_arrival,
+                                    &self.config.window,
+                                ) {
+                                    None => {
+                                        found = Some(payment);
+                                        step
+                                    }
+                                    Some(why) => {
+                                        // Its facts are kept when they are new (T learnt now),
+                                        // so a requeue by a person reverses it as found.
+                                        if item.learnt_day.is_none() {
+                                            found = Some(payment);
+                                        }
+                                        step::manual_review("settlement_day", why)
+                                    }
+                                }
                             }
                             FoundAfterClose::Retry(why) => {
                                 step::lookup_failed(policy, item.attempt, jitter, why)
@@ -547,7 +581,6 @@ impl RefundEngine {
         found: Option<FoundPayment>,
         wallet_reference: Option<String>,
     ) -> WorkOutcome {
-        let now = self.clock.now();
         self.metrics.observe_step(step.outcome, step.to);
         let error = step.error.as_deref().map(untrusted::text);
         tracing::debug!(
@@ -564,9 +597,9 @@ impl RefundEngine {
             lease_token: item.lease_token,
             from: item.state,
             to: step.to,
-            next_attempt_at: step
-                .retry_in
-                .map(|d| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)),
+            // Counted on the database's clock when the outcome is written (no instant is
+            // computed here, so no delay can overflow one).
+            retry_in: step.retry_in,
             last_error: error.clone(),
             refund_status: step.refund_status,
             void_status: step.void_status,

@@ -344,6 +344,41 @@ pub fn found_after_close(
     })
 }
 
+/// What the settlement rules say of a payment found after the decision (DESIGN.md,
+/// "Settlement"): `None` when it may be reversed automatically, else why a person must decide
+/// (the step goes to manual review, nothing is refunded or released).
+/// - A T learnt from the wallet is kept: a lookup that puts the payment on another day is a
+///   contradiction, not a correction (the report for T may already have been read).
+/// - A payment unknown when the cancel was decided was judged on the arrival's day: its window
+///   is judged again, by its true T, against the cancel's first arrival. If it had already
+///   closed then, the cancel came too late for it.
+pub fn settlement_refusal(
+    found: &FoundPayment,
+    learnt_day: Option<chrono::NaiveDate>,
+    first_arrival: chrono::DateTime<chrono::Utc>,
+    window: &CancellationWindow,
+) -> Option<String> {
+    match learnt_day {
+        Some(day) if day != found.settlement_date => Some(format!(
+            "the wallet now reports the payment created at {} (settlement day {}), but its \
+             settlement day {day} was learnt from the wallet before and is kept",
+            found.created_at.to_rfc3339(),
+            found.settlement_date
+        )),
+        Some(_) => None,
+        None if !window.is_open(found.created_at, first_arrival) => Some(format!(
+            "the payment turned out to exist: created at {} (settlement day {}), its window \
+             closed at {}, before the cancel first arrived at {}; not reversed automatically \
+             (requeue to reverse it anyway)",
+            found.created_at.to_rfc3339(),
+            found.settlement_date,
+            window.closes_at(found.created_at).to_rfc3339(),
+            first_arrival.to_rfc3339()
+        )),
+        None => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

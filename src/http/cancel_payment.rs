@@ -11,6 +11,9 @@
 //! `U`/UNKNOWN_EXCEPTION (signed, HTTP 200), not `F`/PARAM_ILLEGAL: nothing is known to be wrong
 //! with the request, only its transport failed, and `F` is final for Alipay+ while `U` makes it
 //! retry. Nothing is stored, so the retry is decided afresh.
+//!
+//! A cancel shed because too many are in flight (`U`/REQUEST_TRAFFIC_EXCEED_LIMIT) is still
+//! authenticated and parsed: when it verifies, its first arrival is recorded like any other `U`'s.
 
 use super::{PublicState, respond, send};
 use crate::protocol::{CancelPaymentRequest, ResultCode};
@@ -57,6 +60,7 @@ pub(super) async fn handle(
     };
     // Only now, with the whole body in, does the request take a place among those in flight.
     let Some(_in_flight) = state.admit() else {
+        note_shed_arrival(&req, &body, &state).await;
         return respond(&req, ResultCode::RequestTrafficExceedLimit, None);
     };
     if let Err(refused) = state.security.authenticate(&req, &body) {
@@ -73,6 +77,26 @@ pub(super) async fn handle(
     };
     let answer = state.service.cancel(&request).await;
     send(&req, answer.code, answer.body)
+}
+
+/// A shed cancel is a `U` like any other: when its signature verifies and its body parses, its
+/// arrival is recorded so that Alipay+'s retry after the cut-off is judged by it. The recording
+/// is one small write, bounded by [`PublicState::shed_arrivals`] places (past them the arrival
+/// goes unrecorded and the log says so): a flood must not take the pool from admitted cancels.
+async fn note_shed_arrival(req: &HttpRequest, body: &[u8], state: &PublicState) {
+    if state.security.authenticate(req, body).is_err() {
+        return;
+    }
+    let Ok(request) = CancelPaymentRequest::parse(body) else {
+        return;
+    };
+    match state.shed_arrivals.try_acquire() {
+        Ok(_place) => state.service.note_shed_arrival(&request).await,
+        Err(_) => tracing::warn!(
+            payment_request_id = %request.payment_request_id,
+            "shed cancel: too many arrivals being recorded; this one is not"
+        ),
+    }
 }
 
 /// `application/json`, with or without parameters (`; charset=UTF-8`).

@@ -4,7 +4,7 @@
 //! | method | path | |
 //! |---|---|---|
 //! | GET  | /healthz | the process is up |
-//! | GET  | /readyz | a writable database answers and the migrations are applied (503 with the reason otherwise) |
+//! | GET  | /readyz | a writable database answers, the migrations are applied and this instance's clock is within `server.max_clock_skew_ms` of the database's (503 with the reason otherwise) |
 //! | GET  | /metrics | Prometheus metrics |
 //! | GET  | /v1/cancellations/{id} | `{"cancelled": bool, "cancellation": {...}}` or 404 |
 //! | GET  | /v1/cancellations?state=manual_review&limit=100&cursor=... | one page by state, `nextCursor` |
@@ -44,6 +44,10 @@ pub struct InternalState {
     /// This instance's refund engine, if it runs one: readiness fails while its workers keep
     /// dying.
     pub engine: Option<Arc<crate::engine::EngineHealth>>,
+    /// Whether this instance's clock is close enough to the database's to judge windows.
+    pub clock_check: Option<Arc<crate::clock_skew::ClockSkewCheck>>,
+    /// The cancellable period, for the days a provisional report line may belong to.
+    pub window: crate::domain::CancellationWindow,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<InternalState>) {
@@ -85,7 +89,15 @@ async fn readyz(state: web::Data<InternalState>) -> HttpResponse {
         }));
     }
     match state.store.migrations_current().await {
-        Ok(true) => HttpResponse::Ok().json(json!({"ready": true})),
+        // The database answers: then the clock is compared with its own (cached, cheap).
+        Ok(true) => match &state.clock_check {
+            Some(check) => match check.verdict().await {
+                Ok(()) => HttpResponse::Ok().json(json!({"ready": true})),
+                Err(reason) => HttpResponse::ServiceUnavailable()
+                    .json(json!({"ready": false, "reason": reason})),
+            },
+            None => HttpResponse::Ok().json(json!({"ready": true})),
+        },
         Ok(false) => HttpResponse::ServiceUnavailable()
             .json(json!({"ready": false, "reason": "migrations are not applied"})),
         Err(e) => {
@@ -105,7 +117,7 @@ async fn metrics(state: web::Data<InternalState>) -> HttpResponse {
     // mpp_cancel_ready: whatever /readyz answers now, so alerts see the same check as probes.
     let ready = readyz(state.clone()).await.status().is_success();
     state.metrics.set_ready(ready);
-    let body = state.metrics.render(&state.store, state.clock.now()).await;
+    let body = state.metrics.render(&state.store).await;
     HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,
@@ -205,11 +217,7 @@ async fn nudge(
 }
 
 async fn requeue(id: web::Path<String>, state: web::Data<InternalState>) -> HttpResponse {
-    match state
-        .store
-        .requeue(&id, state.clock.now(), "internal-api")
-        .await
-    {
+    match state.store.requeue(&id, "internal-api").await {
         Ok(Some(to)) => {
             state.wake.notify_one();
             HttpResponse::Ok().json(json!({"state": to.as_str()}))
@@ -244,10 +252,9 @@ async fn requeue_bulk(body: web::Bytes, state: web::Data<InternalState>) -> Http
         Ok(selection) => selection,
         Err(refused) => return bad_request(refused.to_string()),
     };
-    let now = state.clock.now();
     match state
         .store
-        .requeue_bulk(selection, now, "internal-api", request.dry_run)
+        .requeue_bulk(selection, "internal-api", request.dry_run)
         .await
     {
         Ok(done) => {
@@ -285,7 +292,7 @@ async fn settlement_report(
     else {
         return bad_request("format must be csv or json");
     };
-    match state.store.settlement_report(day).await {
+    match state.store.settlement_report(day, &state.window).await {
         Ok(lines) => HttpResponse::Ok()
             .insert_header((header::CONTENT_TYPE, format.content_type()))
             .body(report::render(&lines, format)),

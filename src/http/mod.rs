@@ -27,7 +27,12 @@ pub struct PublicState {
     /// count: a flood of bodies trickling in must not crowd out honest cancels.
     pub max_in_flight: usize,
     pub in_flight: AtomicUsize,
+    /// Places for recording the arrivals of shed cancels (one small write each).
+    pub shed_arrivals: tokio::sync::Semaphore,
 }
+
+/// Shed cancels whose arrivals are being recorded at once, at most.
+pub const SHED_ARRIVALS_IN_FLIGHT: usize = 16;
 
 impl PublicState {
     /// The public listener's state for `service`, with the limits of `settings.server`.
@@ -44,6 +49,7 @@ impl PublicState {
             body_timeout: std::time::Duration::from_millis(settings.server.body_timeout_ms),
             max_in_flight: settings.server.max_in_flight,
             in_flight: AtomicUsize::new(0),
+            shed_arrivals: tokio::sync::Semaphore::new(SHED_ARRIVALS_IN_FLIGHT),
         }
     }
 

@@ -77,8 +77,11 @@ impl MessageSecurity {
             verifier,
             signer,
             client_id: a.client_id.clone(),
-            max_skew: (a.max_clock_skew_seconds > 0)
-                .then(|| chrono::Duration::seconds(a.max_clock_skew_seconds)),
+            // try_seconds: a value beyond what chrono holds is no limit at all, not a panic.
+            max_skew: (a.max_clock_skew_seconds > 0).then(|| {
+                chrono::Duration::try_seconds(a.max_clock_skew_seconds)
+                    .unwrap_or(chrono::Duration::MAX)
+            }),
             clock,
             recent: Mutex::new(RecentSignatures::default()),
         })

@@ -24,6 +24,9 @@ pub struct NewCancellation<'a> {
     /// What the cancellation owes, queued in the same transaction: a refund in
     /// `refund_pending`, the release of an authorization hold (a void) in `void_pending`.
     pub reversal: Option<QueuedReversal<'a>>,
+    /// Why the cancellation went straight to `manual_review`, when it did (a value from the
+    /// wallet that cannot be stored).
+    pub last_error: Option<&'a str>,
 }
 
 /// The full amount of a payment, to refund or (an authorization) to release.
@@ -185,20 +188,25 @@ impl Store {
     /// event. If a concurrent request for the same id committed first, the insert waits for it
     /// and this returns its answer instead.
     pub async fn record(&self, new: &NewCancellation<'_>) -> Result<Recorded, sqlx::Error> {
-        let next_attempt_at = new.state.has_money_work().then_some(new.now);
+        // Due at once, on the database's clock: `now` is the instance's arrival time, which
+        // judges the window but never schedules work.
+        let due_now = new.state.has_money_work();
         let detail = json!({
             "resultCode": new.result_code,
             "paymentStatus": new.payment_status,
             "refund": new.refund().map(|r| r.amount.to_string()),
             "void": new.void().map(|r| r.amount.to_string()),
+            "error": new.last_error,
         });
         let inserted = sqlx::query_scalar!(
             r#"WITH decided AS (
                  INSERT INTO cancellations
                    (payment_request_id, acquirer_id, psp_id, state, result_code, result_status,
                     response_body, payment_id, payment_status, amount_value, currency,
-                    payment_created_at, settlement_date, requested_at, updated_at, next_attempt_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)
+                    payment_created_at, settlement_date, requested_at, updated_at, next_attempt_at,
+                    last_error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14,
+                         CASE WHEN $15::bool THEN now() END, $23)
                  ON CONFLICT (payment_request_id) DO NOTHING
                  RETURNING payment_request_id),
                refund AS (
@@ -227,7 +235,7 @@ impl Store {
             new.payment_created_at,
             new.settlement_date,
             new.now,
-            next_attempt_at,
+            due_now,
             new.refund().map(|r| r.payment_id),
             new.refund().map(|r| r.amount.minor_units),
             new.refund().map(|r| r.amount.currency.code()),
@@ -235,6 +243,7 @@ impl Store {
             new.void().map(|r| r.payment_id),
             new.void().map(|r| r.amount.minor_units),
             new.void().map(|r| r.amount.currency.code()),
+            new.last_error,
         )
         .fetch_one(&self.pool)
         .await?;

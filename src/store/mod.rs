@@ -2,19 +2,24 @@
 //! keyed by one paymentRequestId, so the tables can be distributed by that key.
 
 mod cancellations;
+mod clock;
 mod operator;
+mod reconcile;
 mod work;
 
 pub use cancellations::{
     CancellationRecord, NewCancellation, Prior, QueuedReversal, Recorded, StoredAnswer,
 };
 
+pub use reconcile::ReconcileHit;
+
 pub use operator::{
     BulkRequeued, DRY_RUN_IDS, ListCursor, ListPage, REQUEUE_CHUNK, RequeueRefused,
     RequeueSelection,
 };
 pub use work::{
-    ClaimedWork, FoundPayment, KnownPayment, Nudged, QueueDepth, ReportLine, WorkError, WorkOutcome,
+    ClaimedWork, FoundPayment, KnownPayment, MAX_DELAY, Nudged, QueueDepth, ReportLine, WorkError,
+    WorkOutcome,
 };
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

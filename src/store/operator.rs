@@ -111,12 +111,12 @@ pub struct BulkRequeued {
 }
 
 impl Store {
-    /// Puts a `manual_review` cancellation back to work with fresh attempts. Returns the state
-    /// it went back to, or None if it was not in manual review.
+    /// Puts a `manual_review` cancellation back to work with fresh attempts, due at once on the
+    /// database's clock (never the instance's or the operator's host's). Returns the state it
+    /// went back to, or None if it was not in manual review.
     pub async fn requeue(
         &self,
         payment_request_id: &str,
-        now: DateTime<Utc>,
         by: &str,
     ) -> Result<Option<CancellationState>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
@@ -128,12 +128,11 @@ impl Store {
                                    WHEN EXISTS (SELECT 1 FROM voids v
                                                  WHERE v.payment_request_id = c.payment_request_id)
                                    THEN 'void_pending' ELSE 'awaiting_outcome' END,
-                      attempts = 0, close_attempts = 0, next_attempt_at = $2, last_error = NULL, nudged_at = NULL,
-                      lease_expires_at = NULL, lease_token = NULL, updated_at = $2
+                      attempts = 0, close_attempts = 0, next_attempt_at = now(), last_error = NULL, nudged_at = NULL,
+                      lease_expires_at = NULL, lease_token = NULL, updated_at = now()
                 WHERE payment_request_id = $1 AND state = 'manual_review'
             RETURNING state"#,
             payment_request_id,
-            now,
         )
         .fetch_optional(&mut *tx)
         .await?;
@@ -157,9 +156,8 @@ impl Store {
         .await?;
         sqlx::query!(
             r#"INSERT INTO audit_events (payment_request_id, occurred_at, event, from_state, to_state, detail)
-               VALUES ($1, $2, 'requeued', 'manual_review', $3, jsonb_build_object('by', $4::text))"#,
+               VALUES ($1, now(), 'requeued', 'manual_review', $2, jsonb_build_object('by', $3::text))"#,
             payment_request_id,
-            now,
             state,
             by,
         )
@@ -169,17 +167,21 @@ impl Store {
         Ok(state.parse().ok())
     }
 
-    /// Every `manual_review` row `selection` names (that went there by `now`) back to work,
-    /// as [`Store::requeue`] does for one, in chunks of [`REQUEUE_CHUNK`]. With `dry_run` nothing
-    /// changes: the count and the first ids are returned.
+    /// Every `manual_review` row `selection` names (that went there by the time the call
+    /// started, on the database's clock) back to work, as [`Store::requeue`] does for one, in
+    /// chunks of [`REQUEUE_CHUNK`]. With `dry_run` nothing changes: the count and the first ids
+    /// are returned.
     pub async fn requeue_bulk(
         &self,
         selection: RequeueSelection,
-        now: DateTime<Utc>,
         by: &str,
         dry_run: bool,
     ) -> Result<BulkRequeued, sqlx::Error> {
         let since = selection.since.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        // One instant for every chunk, read from the database, never from the operator's host.
+        let now: DateTime<Utc> = sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
+            .fetch_one(&self.pool)
+            .await?;
         if dry_run {
             let rows = sqlx::query!(
                 r#"SELECT payment_request_id, count(*) OVER () AS "total!"
@@ -217,8 +219,8 @@ impl Store {
                                          WHEN EXISTS (SELECT 1 FROM voids v
                                                        WHERE v.payment_request_id = c.payment_request_id)
                                          THEN 'void_pending' ELSE 'awaiting_outcome' END,
-                            attempts = 0, close_attempts = 0, next_attempt_at = $2, last_error = NULL, nudged_at = NULL,
-                            lease_expires_at = NULL, lease_token = NULL, updated_at = $2
+                            attempts = 0, close_attempts = 0, next_attempt_at = now(), last_error = NULL, nudged_at = NULL,
+                            lease_expires_at = NULL, lease_token = NULL, updated_at = now()
                        FROM picked
                       WHERE c.payment_request_id = picked.payment_request_id
                         AND c.state = 'manual_review'
@@ -235,7 +237,7 @@ impl Store {
                         AND v.status IN ('pending', 'failed')),
                    audit AS (
                      INSERT INTO audit_events (payment_request_id, occurred_at, event, from_state, to_state, detail)
-                     SELECT payment_request_id, $2, 'requeued', 'manual_review', state,
+                     SELECT payment_request_id, now(), 'requeued', 'manual_review', state,
                             jsonb_build_object('by', $4::text, 'bulk', true)
                        FROM requeued)
                    SELECT count(*) AS "moved!" FROM requeued"#,

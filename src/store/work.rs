@@ -26,6 +26,12 @@ pub struct ClaimedWork {
     /// What is inconsistent about the stored row, if anything: the engine sends such a row to
     /// manual review instead of failing the whole batch it was claimed with.
     pub problem: Option<String>,
+    /// T, when it was learnt from the wallet (the payment's creation time is stored): it is
+    /// kept, and a later lookup that says otherwise is a contradiction.
+    pub learnt_day: Option<NaiveDate>,
+    /// The earliest arrival the cancel was judged by: a payment unknown then and found later
+    /// has its window judged again, by its true T, against this.
+    pub first_arrival: DateTime<Utc>,
 }
 
 /// The payment's facts stored with a cancellation.
@@ -54,7 +60,9 @@ pub struct WorkOutcome {
     pub lease_token: Uuid,
     pub from: CancellationState,
     pub to: CancellationState,
-    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When the next attempt is due, counted from the moment the outcome is written, on the
+    /// database's clock (None: no further attempt). Never an instant computed on an instance.
+    pub retry_in: Option<std::time::Duration>,
     pub last_error: Option<String>,
     /// New status of the existing refund row, if it changed.
     pub refund_status: Option<&'static str>,
@@ -110,8 +118,14 @@ pub struct ReportLine {
     pub amount_value: Option<i64>,
     pub currency: Option<String>,
     pub state: String,
+    /// The day this line is listed under: T, or for a provisional line one of the days it may
+    /// belong to.
     pub settlement_date: NaiveDate,
     pub cancelled_at: DateTime<Utc>,
+    /// The payment's T is not known yet (it was unknown to the wallet when the cancel was
+    /// decided, and no later lookup has found it): the line is listed under every day it may
+    /// belong to ([`crate::domain::CancellationWindow::possible_days`]), never silently absent.
+    pub provisional: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,8 +138,10 @@ pub enum WorkError {
 
 impl Store {
     /// Claims up to `limit` due cancellations and counts the attempt (close attempts apart
-    /// from refund attempts). The lease runs on the database's clock, never an instance's own:
-    /// it ends `lease` after the claim, as the database tells time.
+    /// from refund attempts). Due times and the lease run on the database's clock, never an
+    /// instance's own: a row is due when `next_attempt_at <= now()`, and the lease ends `lease`
+    /// after the claim, as the database tells time. `now` (the instance's) only stamps
+    /// `updated_at`.
     pub async fn claim_due(
         &self,
         now: DateTime<Utc>,
@@ -135,7 +151,7 @@ impl Store {
         let rows = sqlx::query!(
             r#"WITH due AS (
                  SELECT payment_request_id FROM cancellations
-                  WHERE next_attempt_at <= $1
+                  WHERE next_attempt_at <= now()
                     AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())
                   ORDER BY next_attempt_at
                   LIMIT $3
@@ -156,9 +172,11 @@ impl Store {
                       r.amount_value AS "refund_amount?", r.currency AS "refund_currency?",
                       v.void_id AS "void_id?", v.payment_id AS "void_payment_id?",
                       v.amount_value AS "void_amount?", v.currency AS "void_currency?",
-                      v.status AS "void_status?""#,
+                      v.status AS "void_status?",
+                      c.settlement_date, c.payment_created_at IS NOT NULL AS "day_learnt!",
+                      c.requested_at"#,
             now,
-            lease.as_secs_f64(),
+            interval_seconds(lease),
             limit,
         )
         .fetch_all(&self.pool)
@@ -256,6 +274,8 @@ impl Store {
                     void,
                     known_payment,
                     problem,
+                    learnt_day: row.day_learnt.then_some(row.settlement_date),
+                    first_arrival: row.requested_at,
                 })
             })
             .collect()
@@ -277,7 +297,7 @@ impl Store {
             RETURNING lease_token AS "lease_token!""#,
             ids,
             tokens,
-            lease.as_secs_f64(),
+            interval_seconds(lease),
         )
         .fetch_all(&self.pool)
         .await
@@ -296,7 +316,7 @@ impl Store {
         let mut tokens = Vec::with_capacity(n);
         let mut from = Vec::with_capacity(n);
         let mut to = Vec::with_capacity(n);
-        let mut next_at = Vec::with_capacity(n);
+        let mut retry_in = Vec::with_capacity(n);
         let mut errors = Vec::with_capacity(n);
         let mut refund_status = Vec::with_capacity(n);
         let mut void_status = Vec::with_capacity(n);
@@ -313,7 +333,7 @@ impl Store {
             tokens.push(o.lease_token);
             from.push(o.from.as_str().to_owned());
             to.push(o.to.as_str().to_owned());
-            next_at.push(o.next_attempt_at);
+            retry_in.push(o.retry_in.map(interval_seconds));
             errors.push(o.last_error.clone());
             refund_status.push(o.refund_status.map(str::to_owned));
             void_status.push(o.void_status.map(str::to_owned));
@@ -330,29 +350,36 @@ impl Store {
         let done = sqlx::query_scalar!(
             r#"WITH u AS (
                  SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[],
-                                      $5::timestamptz[], $6::text[], $7::text[], $8::text[],
+                                      $5::float8[], $6::text[], $7::text[], $8::text[],
                                       $9::text[], $10::int8[], $11::text[], $12::text[],
                                       $13::timestamptz[], $14::date[], $15::text[], $17::text[])
-                   AS u(id, token, from_state, to_state, next_at, last_error, refund_status,
+                   AS u(id, token, from_state, to_state, retry_in, last_error, refund_status,
                         reference, found_payment_id, found_amount, found_currency, found_status,
                         found_created_at, found_day, detail, void_status)),
                done AS (
                  UPDATE cancellations c
                     SET state = u.to_state,
-                        next_attempt_at = CASE WHEN c.nudged_at IS NOT NULL AND u.next_at IS NOT NULL
-                                               THEN least(u.next_at, $16) ELSE u.next_at END,
+                        -- Due times on the database's clock: a nudge that waited makes it due now.
+                        next_attempt_at = CASE WHEN c.nudged_at IS NOT NULL AND u.retry_in IS NOT NULL
+                                               THEN now()
+                                               ELSE now() + make_interval(secs => u.retry_in) END,
                         last_error = u.last_error, nudged_at = NULL,
                         -- A captured hold is refunded afresh: the void's attempts are not the
                         -- refund's.
                         attempts = CASE WHEN u.from_state = 'void_pending' AND u.to_state = 'refund_pending'
                                         THEN 0 ELSE c.attempts END,
-                        lease_expires_at = NULL, lease_token = NULL, updated_at = $16,
+                        -- The database's clock: a bulk requeue selects manual_review rows by
+                        -- it, and must not miss those an instance with a clock ahead wrote.
+                        lease_expires_at = NULL, lease_token = NULL, updated_at = now(),
                         payment_id = coalesce(u.found_payment_id, c.payment_id),
                         amount_value = coalesce(u.found_amount, c.amount_value),
                         currency = coalesce(u.found_currency, c.currency),
                         payment_status = coalesce(u.found_status, c.payment_status),
-                        payment_created_at = coalesce(u.found_created_at, c.payment_created_at),
-                        settlement_date = coalesce(u.found_day, c.settlement_date)
+                        -- A T learnt from the wallet is kept (DESIGN.md, "Settlement").
+                        payment_created_at = coalesce(c.payment_created_at, u.found_created_at),
+                        settlement_date = CASE WHEN c.payment_created_at IS NULL
+                                               THEN coalesce(u.found_day, c.settlement_date)
+                                               ELSE c.settlement_date END
                    FROM u
                   WHERE c.payment_request_id = u.id AND c.lease_token = u.token
                  RETURNING c.payment_request_id),
@@ -399,7 +426,7 @@ impl Store {
             &tokens,
             &from,
             &to,
-            &next_at as &[Option<DateTime<Utc>>],
+            &retry_in as &[Option<f64>],
             &errors as &[Option<String>],
             &refund_status as &[Option<String>],
             &references as &[Option<String>],
@@ -434,7 +461,7 @@ impl Store {
                  UPDATE cancellations
                     SET state = 'manual_review', next_attempt_at = NULL, last_error = $4,
                         lease_expires_at = NULL, lease_token = NULL, nudged_at = NULL,
-                        updated_at = $1
+                        updated_at = now()
                   WHERE payment_request_id = $2 AND lease_token = $3
                  RETURNING payment_request_id)
                INSERT INTO audit_events (payment_request_id, occurred_at, event, from_state, to_state, detail)
@@ -489,7 +516,7 @@ impl Store {
             r#"UPDATE cancellations
                   SET state = CASE WHEN state = 'nothing_to_refund' THEN 'awaiting_outcome' ELSE state END,
                       close_attempts = CASE WHEN state = 'nothing_to_refund' THEN 0 ELSE close_attempts END,
-                      next_attempt_at = $2, nudged_at = $2, updated_at = $2
+                      next_attempt_at = now(), nudged_at = $2, updated_at = $2
                 WHERE payment_request_id = $1"#,
             payment_request_id,
             now,
@@ -514,16 +541,30 @@ impl Store {
         Ok(nudged)
     }
 
-    /// The accepted cancellations of a settlement day (T): what clearing must exclude.
-    pub async fn settlement_report(&self, day: NaiveDate) -> Result<Vec<ReportLine>, sqlx::Error> {
+    /// The accepted cancellations of a settlement day (T): what clearing must exclude. Those
+    /// of day T, and, marked provisional, those whose T is not known yet and may be T: their
+    /// cancel first arrived on T+1 before the cut-off (`window` says when that is), so the
+    /// payment may have been created on T (see [`crate::domain::CancellationWindow::possible_days`]).
+    pub async fn settlement_report(
+        &self,
+        day: NaiveDate,
+        window: &crate::domain::CancellationWindow,
+    ) -> Result<Vec<ReportLine>, sqlx::Error> {
+        let next_day = day.succ_opt().unwrap_or(day);
+        let closes = window.closes_on(day);
         sqlx::query_as!(
             ReportLine,
             r#"SELECT payment_request_id, payment_id, acquirer_id, amount_value, currency, state,
-                      settlement_date, requested_at AS cancelled_at
+                      $1::date AS "settlement_date!", requested_at AS cancelled_at,
+                      payment_created_at IS NULL AS "provisional!"
                  FROM cancellations
-                WHERE settlement_date = $1 AND state <> 'rejected'
+                WHERE settlement_date = ANY(ARRAY[$1::date, $2::date]) AND state <> 'rejected'
+                  AND (settlement_date = $1
+                       OR (payment_created_at IS NULL AND requested_at < $3))
                 ORDER BY requested_at, payment_request_id"#,
             day,
+            next_day,
+            closes,
         )
         .fetch_all(&self.pool)
         .await
@@ -565,21 +606,21 @@ pub struct QueueDepth {
 }
 
 impl Store {
-    pub async fn queue_depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, sqlx::Error> {
+    /// The backlog, due times read on the database's clock (the one they are written on).
+    pub async fn queue_depth(&self) -> Result<QueueDepth, sqlx::Error> {
         let row = sqlx::query!(
-            r#"SELECT count(*) FILTER (WHERE next_attempt_at <= $1) AS "due!",
-                      coalesce(extract(epoch FROM $1 - min(next_attempt_at)
-                                FILTER (WHERE next_attempt_at <= $1))::float8, 0) AS "oldest!",
+            r#"SELECT count(*) FILTER (WHERE next_attempt_at <= now()) AS "due!",
+                      coalesce(extract(epoch FROM now() - min(next_attempt_at)
+                                FILTER (WHERE next_attempt_at <= now()))::float8, 0) AS "oldest!",
                       count(*) FILTER (WHERE state = 'manual_review') AS "manual_review!",
                       count(*) FILTER (WHERE state = 'refund_pending') AS "refund_pending!",
                       count(*) FILTER (WHERE state = 'void_pending') AS "void_pending!",
                       count(*) FILTER (WHERE state = 'awaiting_outcome') AS "awaiting_outcome!",
-                      coalesce(extract(epoch FROM $1 - min(requested_at)
+                      coalesce(extract(epoch FROM now() - min(requested_at)
                                 FILTER (WHERE next_attempt_at IS NOT NULL))::float8, 0)
                           AS "oldest_open!"
                  FROM cancellations
                 WHERE next_attempt_at IS NOT NULL OR state = 'manual_review'"#,
-            now
         )
         .fetch_one(&self.pool)
         .await?;
@@ -608,4 +649,14 @@ impl Store {
             .iter()
             .all(|m| applied.binary_search(&m.version).is_ok()))
     }
+}
+
+/// The longest delay written into a PostgreSQL interval: far beyond any backoff or lease worth
+/// configuring, far within what an interval (and `timestamptz` arithmetic) holds, so no delay
+/// from a setting or a library user's [`crate::engine::EngineConfig`] can overflow there.
+pub const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+
+/// `delay` in seconds for `make_interval(secs => ...)`, capped at [`MAX_DELAY`].
+fn interval_seconds(delay: std::time::Duration) -> f64 {
+    delay.min(MAX_DELAY).as_secs_f64()
 }

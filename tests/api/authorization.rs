@@ -279,12 +279,7 @@ async fn a_refused_void_goes_to_manual_review_and_a_requeue_releases_it() {
     assert_eq!(record.void_status.as_deref(), Some("failed"));
     assert!(app.wallet.voided_holds().is_empty());
 
-    let requeued = app
-        .db
-        .store()
-        .requeue("refused", app.clock_now(), "test")
-        .await
-        .unwrap();
+    let requeued = app.db.store().requeue("refused", "test").await.unwrap();
     assert_eq!(requeued.map(|s| s.as_str()), Some("void_pending"));
     wait_for_state(&app, "refused", "voided").await;
 
@@ -326,11 +321,7 @@ async fn a_junk_void_reference_sends_the_row_to_manual_review_with_the_hold_rele
     assert_eq!(app.wallet.voided_holds().len(), 1);
 
     // Requeued, the same void id is answered from the wallet's dedupe: still one release.
-    app.db
-        .store()
-        .requeue("junk", app.clock_now(), "test")
-        .await
-        .unwrap();
+    app.db.store().requeue("junk", "test").await.unwrap();
     drain_fully(&app).await;
     assert_eq!(app.db.state_of("junk").await.as_deref(), Some("voided"));
     assert_eq!(app.wallet.voided_holds().len(), 1);

@@ -131,12 +131,7 @@ async fn a_refused_refund_goes_to_manual_review_and_a_requeue_refunds_it() {
     assert!(record.last_error.unwrap().contains("scripted refusal"));
     assert!(app.wallet.refunded_amounts().is_empty());
 
-    let requeued = app
-        .db
-        .store()
-        .requeue("refused", app.clock_now(), "test")
-        .await
-        .unwrap();
+    let requeued = app.db.store().requeue("refused", "test").await.unwrap();
     assert_eq!(requeued.map(|s| s.as_str()), Some("refund_pending"));
     wait_for_state(&app, "refused", "refunded").await;
     assert_eq!(app.wallet.refunded_amounts().len(), 1);
@@ -214,7 +209,8 @@ async fn a_processing_payment_that_closes_has_nothing_to_refund() {
 }
 
 /// The engine is started by hand after the wallet's view changed, so the order is certain.
-fn engine_for(app: &TestApp) -> RefundEngine {
+/// An engine over `app`'s database and wallet on the system clock, with fast retries.
+pub fn engine_for(app: &TestApp) -> RefundEngine {
     let mut settings = app.settings.clone();
     settings.refunds.workers = 1;
     settings.refunds.backoff_base_ms = 10;

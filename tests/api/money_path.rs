@@ -72,7 +72,7 @@ async fn a_payment_unknown_at_decision_is_reported_under_its_true_settlement_day
     let listed = app
         .db
         .store()
-        .settlement_report(day("2026-11-20"))
+        .settlement_report(day("2026-11-20"), &Default::default())
         .await
         .unwrap();
     assert_eq!(
@@ -83,7 +83,7 @@ async fn a_payment_unknown_at_decision_is_reported_under_its_true_settlement_day
     assert!(
         app.db
             .store()
-            .settlement_report(day("2026-11-21"))
+            .settlement_report(day("2026-11-21"), &Default::default())
             .await
             .unwrap()
             .is_empty()
@@ -407,7 +407,7 @@ async fn a_nudge_while_a_worker_holds_the_row_is_not_lost() {
         lease_token: claimed[0].lease_token,
         from: CancellationState::AwaitingOutcome,
         to: CancellationState::AwaitingOutcome,
-        next_attempt_at: Some(now + chrono::Duration::hours(1)),
+        retry_in: Some(Duration::from_secs(3600)),
         last_error: None,
         refund_status: None,
         void_status: None,
@@ -415,15 +415,15 @@ async fn a_nudge_while_a_worker_holds_the_row_is_not_lost() {
         found: None,
         detail: serde_json::json!({}),
     };
-    let done_at = SystemClock.now();
     assert_eq!(
-        store.complete(done_at, &[outcome]).await.unwrap(),
+        store.complete(SystemClock.now(), &[outcome]).await.unwrap(),
         vec!["held"]
     );
-
+    // Due times are on the database's clock: due by the time the outcome was written, not in
+    // an hour.
     let record = store.cancellation("held").await.unwrap().unwrap();
     assert!(
-        record.next_attempt_at.unwrap() <= done_at,
+        record.next_attempt_at.unwrap() <= SystemClock.now() + chrono::Duration::seconds(1),
         "the nudge made it due at once"
     );
 }

@@ -77,6 +77,9 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.internal.listen = "127.0.0.1:0".into();
     settings.internal.token = Some(mpp_cancel::config::Secret::new(INTERNAL_TOKEN));
     settings.refunds.workers = 0;
+    // The test clock stands on chosen instants (November 2026), far from the database's: the
+    // skew check would refuse it. Tests of the check itself set a real limit.
+    settings.server.max_clock_skew_ms = mpp_cancel::config::MAX_CLOCK_SKEW_MS;
     if options.signatures {
         let keys = super::keys::test_keys();
         settings.alipayplus.verify_signatures = true;
