@@ -1,6 +1,7 @@
-//! The OpenAPI documents (openapi/wallet.yaml, openapi/internal.yaml) kept true: the shipped HTTP
-//! wallet adapter's requests, recorded by a wallet server, and the internal API's answers are
-//! validated against them. The validator is a small one over the schema subset the documents
+//! The OpenAPI documents (openapi/wallet.yaml, openapi/internal.yaml, openapi/cancel-payment.yaml)
+//! kept true: the shipped HTTP wallet adapter's requests, recorded by a wallet server, and the
+//! internal API's and the public endpoint's answers are validated against them (scripts/fuzz-api
+//! then has schemathesis attack the last two). The validator is a small one over the schema subset the documents
 //! use; a keyword it does not know fails the test rather than pass unchecked.
 
 mod wallet_server;
@@ -403,6 +404,9 @@ async fn running_service() -> Running {
     settings.internal.listen = "127.0.0.1:0".into();
     settings.internal.token = Some(Secret::new(TOKEN));
     settings.alipayplus.verify_signatures = false;
+    // Answers are signed (as outside the try-out), so their headers are the document's.
+    let key = mpp_cancel::protocol::keys::GeneratedKeyPair::generate_rsa_2048().unwrap();
+    settings.alipayplus.private_key = Some(Secret::new(key.private_pem()));
     settings.refunds.workers = 0;
     let components = Components {
         store: Store::new(pool.clone()),
@@ -687,6 +691,133 @@ async fn undeclared_methods_get_405_with_allow_and_unknown_paths_404_in_the_erro
             "answer",
         )
         .unwrap_or_else(|e| panic!("{target}: {e}\n{body}"));
+    }
+    service.handle.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The public document against the running service
+
+#[tokio::test]
+async fn every_public_answer_is_the_documents_signed_200_with_a_result() {
+    let doc = document("cancel-payment.yaml");
+    let service = running_service().await;
+    let path = service.settings.cancel_path();
+    let op = operation(&doc, "POST", &path);
+    let answer = &op["responses"]["200"];
+    assert_eq!(
+        op["responses"].as_object().unwrap().len(),
+        1,
+        "HTTP 200 is the only status"
+    );
+    let psp = service.settings.alipayplus.psp_id.clone();
+    let valid = |id: &str| {
+        json!({"acquirerId": common::ACQUIRER_ID, "pspId": psp, "paymentRequestId": id}).to_string()
+    };
+    let json_type = "application/json; charset=UTF-8";
+    let other_psp = json!({"acquirerId": common::ACQUIRER_ID, "pspId": "1022172000000000999",
+                           "paymentRequestId": "oa-public-2"})
+    .to_string();
+    let cases = [
+        (
+            "POST",
+            path.clone(),
+            json_type,
+            valid("oa-public-1"),
+            "SUCCESS",
+        ),
+        (
+            "POST",
+            path.clone(),
+            json_type,
+            valid("oa-public-1"),
+            "SUCCESS",
+        ),
+        ("POST", path.clone(), json_type, other_psp, "ACCESS_DENIED"),
+        (
+            "POST",
+            path.clone(),
+            json_type,
+            "{not json".into(),
+            "PARAM_ILLEGAL",
+        ),
+        (
+            "POST",
+            path.clone(),
+            json_type,
+            r#"{"pspId":5}"#.into(),
+            "PARAM_ILLEGAL",
+        ),
+        (
+            "POST",
+            path.clone(),
+            "text/plain",
+            valid("oa-public-3"),
+            "MEDIA_TYPE_NOT_ACCEPTABLE",
+        ),
+        (
+            "GET",
+            path.clone(),
+            json_type,
+            String::new(),
+            "METHOD_NOT_SUPPORTED",
+        ),
+        (
+            "TRACE",
+            path.clone(),
+            json_type,
+            String::new(),
+            "METHOD_NOT_SUPPORTED",
+        ),
+        (
+            "POST",
+            "/aps/api/v1/payments/pay".into(),
+            json_type,
+            valid("oa-public-4"),
+            "INVALID_API",
+        ),
+    ];
+    let http = reqwest::Client::new();
+    for (method, target, content_type, body, code) in cases {
+        let response = http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{target}", service.public),
+            )
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let what = format!("{method} {target} {content_type} {body}");
+        assert_eq!(response.status(), 200, "{what}");
+        let headers = response.headers().clone();
+        for (name, header) in answer["headers"].as_object().unwrap() {
+            let header = resolve(&doc, header);
+            assert_eq!(header["required"], true, "{name}");
+            let value = headers
+                .get(name.as_str())
+                .unwrap_or_else(|| panic!("{what}: no {name}"));
+            assert!(!value.is_empty(), "{what}: empty {name}");
+        }
+        let time = headers["response-time"].to_str().unwrap();
+        assert!(
+            time.ends_with("+08:00") && chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+            "{time}"
+        );
+        assert!(
+            headers["signature"]
+                .to_str()
+                .unwrap()
+                .starts_with("algorithm=RSA256,"),
+            "{what}"
+        );
+        let media = headers["content-type"].to_str().unwrap();
+        assert!(media.starts_with("application/json"), "{what}: {media}");
+        let result: Value = response.json().await.unwrap();
+        validate(&doc, response_schema(&doc, op, 200), &result, "answer")
+            .unwrap_or_else(|e| panic!("{what}: {e}\n{result}"));
+        assert_eq!(result["result"]["resultCode"], code, "{what}: {result}");
     }
     service.handle.stop().await;
 }
