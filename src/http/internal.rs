@@ -16,6 +16,10 @@
 //! Every `/v1` route, reads included (they say which payments were cancelled and when), needs
 //! `Authorization: Bearer {internal.token}`; with no token configured (or an empty one) `/v1`
 //! is refused. Health and metrics stay open for probes and scrapers.
+//!
+//! `openapi/internal.yaml` is this API's contract. Every refusal is its JSON `Error` shape
+//! (`{"error": "..."}`) whoever refused (see `refusals`): a path no route serves is a 404, a method
+//! a path does not declare a 405 with `Allow`.
 
 use crate::config::Secret;
 use crate::domain::{CancellationState, Clock};
