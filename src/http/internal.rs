@@ -16,6 +16,10 @@
 //! Every `/v1` route, reads included (they say which payments were cancelled and when), needs
 //! `Authorization: Bearer {internal.token}`; with no token configured (or an empty one) `/v1`
 //! is refused. Health and metrics stay open for probes and scrapers.
+//!
+//! `openapi/internal.yaml` is this API's contract. Every refusal is its JSON `Error` shape
+//! (`{"error": "..."}`) whoever refused (see `refusals`): a path no route serves is a 404, a method
+//! a path does not declare a 405 with `Allow`.
 
 use crate::config::Secret;
 use crate::domain::{CancellationState, Clock};
@@ -32,6 +36,8 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::Notify;
+
+mod refusals;
 
 pub struct InternalState {
     pub store: Store,
@@ -53,25 +59,47 @@ pub struct InternalState {
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<InternalState>) {
     let guarded = state.clone();
     cfg.app_data(state)
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
+        .service(resource("/healthz", "GET").route(web::get().to(healthz)))
+        .service(resource("/readyz", "GET").route(web::get().to(readyz)))
+        .service(resource("/metrics", "GET").route(web::get().to(metrics)))
         .service(
             // One gate in front of the whole scope, so a route added later cannot forget it.
             web::scope("/v1")
+                .app_data(refusals::query_config())
+                .app_data(refusals::path_config())
+                .app_data(refusals::json_config())
                 .wrap_fn(
                     move |req, srv| match refuse_unauthorized(req.request(), &guarded) {
                         Some(refused) => Either::Left(ready(Ok(req.into_response(refused)))),
                         None => Either::Right(srv.call(req)),
                     },
                 )
-                .route("/cancellations", web::get().to(list))
-                .route("/cancellations/requeue", web::post().to(requeue_bulk))
-                .route("/cancellations/{id}", web::get().to(show))
-                .route("/cancellations/{id}/nudge", web::post().to(nudge))
-                .route("/cancellations/{id}/requeue", web::post().to(requeue))
-                .route("/settlement-report", web::get().to(settlement_report)),
-        );
+                // Outermost: whatever refused the request (an extractor, a payload limit),
+                // the answer has the API's one error shape.
+                .wrap_fn(|req, srv| {
+                    let answer = srv.call(req);
+                    async move { Ok(refusals::in_json(answer.await?).await) }
+                })
+                .service(resource("/cancellations", "GET").route(web::get().to(list)))
+                .service(
+                    resource("/cancellations/requeue", "POST").route(web::post().to(requeue_bulk)),
+                )
+                .service(resource("/cancellations/{id}", "GET").route(web::get().to(show)))
+                .service(resource("/cancellations/{id}/nudge", "POST").route(web::post().to(nudge)))
+                .service(
+                    resource("/cancellations/{id}/requeue", "POST").route(web::post().to(requeue)),
+                )
+                .service(
+                    resource("/settlement-report", "GET").route(web::get().to(settlement_report)),
+                )
+                .default_service(web::to(refusals::no_route)),
+        )
+        .default_service(web::to(refusals::no_route));
+}
+
+/// A path of this API: a method it does not declare answers 405 with `Allow: {allow}`.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || refusals::method_not_allowed(allow)))
 }
 
 async fn healthz() -> HttpResponse {
@@ -156,10 +184,37 @@ const DEFAULT_PAGE: i64 = 100;
 /// ...and never more than this: a page is one bounded index scan and one bounded answer.
 const MAX_PAGE: i64 = 1000;
 
+/// The rows a page holds for `limit`: any integer from 1 up, a larger one than [`MAX_PAGE`]
+/// (however large: the document sets no maximum) served as [`MAX_PAGE`].
+fn page_size(limit: Option<&str>) -> Result<i64, &'static str> {
+    let Some(text) = limit else {
+        return Ok(DEFAULT_PAGE);
+    };
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("limit must be an integer");
+    }
+    let significant = digits.trim_start_matches('0');
+    if negative || significant.is_empty() {
+        return Err("limit must be at least 1");
+    }
+    // More digits than MAX_PAGE has is more than MAX_PAGE, and may not fit an i64.
+    if significant.len() > MAX_PAGE.to_string().len() {
+        return Ok(MAX_PAGE);
+    }
+    Ok(significant
+        .parse::<i64>()
+        .map_or(MAX_PAGE, |n| n.min(MAX_PAGE)))
+}
+
 #[derive(Deserialize)]
 struct ListQuery {
     state: String,
-    limit: Option<i64>,
+    /// Read by [`page_size`], so that a limit past i64 is capped like any other large one.
+    limit: Option<String>,
     /// The `nextCursor` of the previous page.
     cursor: Option<String>,
 }
@@ -168,13 +223,13 @@ async fn list(query: web::Query<ListQuery>, state: web::Data<InternalState>) -> 
     let Ok(wanted) = query.state.parse::<CancellationState>() else {
         return bad_request(format!("unknown state {:?}", query.state));
     };
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if limit < 1 {
-        return bad_request("limit must be at least 1");
-    }
-    let limit = limit.min(MAX_PAGE);
+    let limit = match page_size(query.limit.as_deref()) {
+        Ok(limit) => limit,
+        Err(refused) => return bad_request(refused),
+    };
     let cursor = match query.cursor.as_deref() {
-        None => None,
+        // An empty cursor (valid by the document: a string) is no cursor: the first page.
+        None | Some("") => None,
         Some(text) => match ListCursor::decode(text) {
             Some(cursor) => Some(cursor),
             None => return bad_request("cursor is not a nextCursor this API returned"),
@@ -326,4 +381,30 @@ fn refuse_unauthorized(req: &HttpRequest, state: &InternalState) -> Option<HttpR
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_holds_1_to_max_rows_whatever_the_limit() {
+        assert_eq!(page_size(None), Ok(DEFAULT_PAGE));
+        for (limit, rows) in [
+            ("1", 1),
+            ("+7", 7),
+            ("0042", 42),
+            ("1000", MAX_PAGE),
+            ("1001", MAX_PAGE),
+            ("9223372036854775807", MAX_PAGE),
+            ("99999999999999999999999999999999999999", MAX_PAGE),
+        ] {
+            assert_eq!(page_size(Some(limit)), Ok(rows), "{limit}");
+        }
+        for refused in [
+            "0", "000", "-5", "-0", "", "+", "1.5", "1e3", "null", " 5", "0x10",
+        ] {
+            assert!(page_size(Some(refused)).is_err(), "{refused:?}");
+        }
+    }
 }
