@@ -54,13 +54,13 @@ fn patroni_cluster_survives_sigkill_of_the_leader_mid_burst() {
         .expect("a table row for the kill");
     let cells: Vec<&str> = row.split('|').map(str::trim).collect();
     // | fault | leader | S | U | unanswered | F | lost S | dup refunds | no refund | promotion s
-    //   | first S s | no-leader s | violations |
+    //   | first S s | no-leader s | rejoined s | violations |
     assert_eq!(cells[3], "60", "one S per payment: {row}");
     assert_eq!(cells[6], "0", "F answers: {row}");
     assert_eq!(cells[7], "0", "lost S answers: {row}");
     assert_eq!(cells[8], "0", "duplicate refunds: {row}");
     assert_eq!(cells[9], "0", "payments never refunded: {row}");
-    assert_eq!(cells[13], "0", "violations: {row}");
+    assert_eq!(cells[14], "0", "violations: {row}");
 
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report")).unwrap();
@@ -73,6 +73,10 @@ fn patroni_cluster_survives_sigkill_of_the_leader_mid_burst() {
         .as_f64()
         .expect("an S after the promotion");
     assert!(promotion > 0.0 && first_s >= promotion, "{kill}");
+    let rejoined = kill["rejoined_s"]
+        .as_f64()
+        .expect("the old leader came back as a replica");
+    assert!(rejoined > promotion, "{kill}");
     assert!(
         kill["counts"]["U"].as_u64().unwrap_or(0) + kill["counts"]["-"].as_u64().unwrap_or(0) > 0,
         "the fault hit the burst (some attempts got U or no answer): {kill}"
