@@ -185,6 +185,7 @@ impl Application {
             wake: service.work_ready(),
             metrics: metrics.clone(),
             engine: engine.as_ref().map(|e| e.health()),
+            console: Arc::new(crate::console::Console::from_settings(settings)),
         });
         let internal = HttpServer::new(move || {
             App::new().configure(|cfg| http::internal::configure(cfg, internal_state.clone()))

@@ -63,6 +63,11 @@ pub struct InternalSettings {
     /// Bearer token for every `/v1` route of the internal API, reads included; unset or empty:
     /// `/v1` is refused. At least [`MIN_INTERNAL_TOKEN_CHARS`] characters.
     pub token: Option<Secret>,
+    /// The operator console's read-only sign-in (`/console`): sees everything, changes nothing.
+    /// Optional; unset or empty: no read-only sign-in. At least [`MIN_INTERNAL_TOKEN_CHARS`]
+    /// characters, and never the same as `token`.
+    #[serde(default)]
+    pub read_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,6 +153,13 @@ pub enum SettingsError {
     InternalTokenTooShort(usize),
     #[error("server.body_timeout_ms must be greater than zero")]
     BodyTimeout,
+    #[error(
+        "internal.read_token is {0} characters long: it must be at least \
+         {MIN_INTERNAL_TOKEN_CHARS} (e.g. `openssl rand -hex 32`), or unset"
+    )]
+    ReadTokenTooShort(usize),
+    #[error("internal.read_token must differ from internal.token (a read-only sign-in would act)")]
+    ReadTokenIsOperatorToken,
 }
 
 /// The shortest internal token accepted: a guessable token on the internal API would let anyone
@@ -197,6 +209,30 @@ impl Settings {
         }
         if self.server.body_timeout_ms == 0 {
             return Err(SettingsError::BodyTimeout);
+        }
+        self.check_read_token()?;
+        Ok(())
+    }
+
+    /// `internal.read_token`, empty counting as unset (as for `internal.token`).
+    pub fn read_token(&self) -> Option<&Secret> {
+        self.internal
+            .read_token
+            .as_ref()
+            .filter(|t| !t.expose().is_empty())
+    }
+
+    /// The read-only console token is as long as the operator's and never equal to it.
+    fn check_read_token(&self) -> Result<(), SettingsError> {
+        let Some(read) = self.read_token() else {
+            return Ok(());
+        };
+        let chars = read.expose().chars().count();
+        if chars < MIN_INTERNAL_TOKEN_CHARS {
+            return Err(SettingsError::ReadTokenTooShort(chars));
+        }
+        if self.internal_token() == Some(read) {
+            return Err(SettingsError::ReadTokenIsOperatorToken);
         }
         Ok(())
     }
@@ -282,6 +318,30 @@ mod tests {
         s.internal.token = Some(Secret::new("x".repeat(32)));
         assert!(s.validate().is_ok());
         assert!(s.internal_token().is_some());
+    }
+
+    #[test]
+    fn a_read_token_is_long_and_not_the_operator_token() {
+        let mut s = Settings::defaults();
+        s.internal.read_token = Some(Secret::new(""));
+        assert!(s.validate().is_ok());
+        assert_eq!(s.read_token(), None);
+        s.internal.read_token = Some(Secret::new("short-read"));
+        let error = s.validate().unwrap_err();
+        assert!(
+            matches!(error, SettingsError::ReadTokenTooShort(10)),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("short-read"), "{error}");
+        s.internal.token = Some(Secret::new("o".repeat(32)));
+        s.internal.read_token = Some(Secret::new("o".repeat(32)));
+        assert!(matches!(
+            s.validate().unwrap_err(),
+            SettingsError::ReadTokenIsOperatorToken
+        ));
+        s.internal.read_token = Some(Secret::new("r".repeat(32)));
+        assert!(s.validate().is_ok());
+        assert!(s.read_token().is_some());
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub mod app;
 pub mod cancel;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod embed;
 pub mod engine;

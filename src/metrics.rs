@@ -48,6 +48,10 @@ pub struct Metrics {
     manual_review: Gauge,
     open_by_state: Family<StateLabels, Gauge>,
     worker_restarts: Counter,
+    /// Answers given and those of them `U`, since start (the console's U rate; not exported:
+    /// `requests` already carries them by code).
+    answers_total: Counter,
+    answers_unknown: Counter,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -141,7 +145,19 @@ impl Metrics {
             manual_review,
             open_by_state,
             worker_restarts,
+            answers_total: Counter::default(),
+            answers_unknown: Counter::default(),
         }
+    }
+
+    /// Refund workers restarted since this instance started.
+    pub fn worker_restarts(&self) -> u64 {
+        self.worker_restarts.get()
+    }
+
+    /// (answers given, of which `U`) since this instance started.
+    pub fn answers(&self) -> (u64, u64) {
+        (self.answers_total.get(), self.answers_unknown.get())
     }
 
     /// A refund worker died and is being restarted.
@@ -157,6 +173,10 @@ impl Metrics {
             })
             .inc();
         self.request_seconds.observe(elapsed.as_secs_f64());
+        self.answers_total.inc();
+        if code.status() == crate::protocol::ResultStatus::U {
+            self.answers_unknown.inc();
+        }
     }
 
     pub fn observe_step(&self, outcome: &'static str, to_state: crate::domain::CancellationState) {

@@ -12,6 +12,7 @@
 //! | POST | /v1/cancellations/{id}/requeue | a `manual_review` row back to work |
 //! | POST | /v1/cancellations/requeue | `{"state":"manual_review","since"?,"dryRun"?}`: in bulk |
 //! | GET  | /v1/settlement-report?date=YYYY-MM-DD&format=csv\|json | a settlement day's cancellations |
+//! | GET  | /console | the operator console, in a browser ([`crate::console`]) |
 //!
 //! Every `/v1` route, reads included (they say which payments were cancelled and when), needs
 //! `Authorization: Bearer {internal.token}`; with no token configured (or an empty one) `/v1`
@@ -44,6 +45,8 @@ pub struct InternalState {
     /// This instance's refund engine, if it runs one: readiness fails while its workers keep
     /// dying.
     pub engine: Option<Arc<crate::engine::EngineHealth>>,
+    /// The operator console's sign-in and caches (`/console`).
+    pub console: Arc<crate::console::Console>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<InternalState>) {
@@ -52,6 +55,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<InternalState>) 
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
+        .configure(crate::console::configure)
         .service(
             // One gate in front of the whole scope, so a route added later cannot forget it.
             web::scope("/v1")
@@ -75,7 +79,7 @@ async fn healthz() -> HttpResponse {
 }
 
 /// Ready when the database answers and every migration this build knows is applied.
-async fn readyz(state: web::Data<InternalState>) -> HttpResponse {
+pub(crate) async fn readyz(state: web::Data<InternalState>) -> HttpResponse {
     if let Some(engine) = &state.engine
         && !engine.is_healthy()
     {

@@ -2,17 +2,21 @@
 //! keyed by one paymentRequestId, so the tables can be distributed by that key.
 
 mod cancellations;
+mod history;
 mod operator;
+mod overview;
 mod work;
 
 pub use cancellations::{
     CancellationRecord, NewCancellation, Prior, QueuedReversal, Recorded, StoredAnswer,
 };
 
+pub use history::{AuditEvent, Reversal};
 pub use operator::{
-    BulkRequeued, DRY_RUN_IDS, ListCursor, ListPage, REQUEUE_CHUNK, RequeueRefused,
-    RequeueSelection,
+    BulkRequeued, DRY_RUN_IDS, ListCursor, ListPage, REQUEUE_CHUNK, RequestedBetween,
+    RequeueRefused, RequeueSelection,
 };
+pub use overview::{ReversalsDone, StateCount};
 pub use work::{
     ClaimedWork, FoundPayment, KnownPayment, Nudged, QueueDepth, ReportLine, WorkError, WorkOutcome,
 };
