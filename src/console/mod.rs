@@ -1,7 +1,7 @@
 //! The operator console: server-rendered HTML on the internal listener under `/console`
 //! (DESIGN.md, "Operator console"), for the people who look after cancellations. It calls the
-//! same store functions as the internal API; its pages are [`views`], its session rules
-//! [`session`].
+//! same store functions as the internal API; its pages are in `views.rs`, its session rules
+//! in [`session`].
 //!
 //! | method | path | |
 //! |---|---|---|
