@@ -46,10 +46,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Each state is counted exactly up to this many rows; beyond, the planner's estimate is shown.
-pub const EXACT_COUNT_CAP: i64 = 100_000;
+pub const EXACT_COUNT_CAP: i64 = 10_000;
 
-/// The overview's counts are read at most this often (the contract allows 30 s).
+/// The overview's counts are read again once they are this old...
 pub const COUNTS_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// ...in the background while the page is served from counts up to this old (the contract's
+/// limit); older counts are read again before the page is answered.
+pub const COUNTS_STALE_MAX: Duration = Duration::from_secs(30);
 
 /// Rows on one list page.
 const PAGE_ROWS: i64 = 50;
@@ -75,6 +79,8 @@ pub struct Console {
     /// Sessions signed out here (nonce -> expiry): refused even if the cookie comes back.
     revoked: Mutex<HashMap<[u8; 16], i64>>,
     counts: tokio::sync::Mutex<Option<Snapshot>>,
+    /// A background read of the counts is under way.
+    refreshing: std::sync::atomic::AtomicBool,
     /// The settlement day's zone (`cancel.timezone`): today's report by default.
     timezone: chrono_tz::Tz,
 }
@@ -89,6 +95,7 @@ impl Console {
             read_token,
             revoked: Mutex::default(),
             counts: tokio::sync::Mutex::default(),
+            refreshing: std::sync::atomic::AtomicBool::new(false),
             timezone: settings
                 .cancel
                 .timezone
@@ -388,14 +395,33 @@ pub(crate) struct Snapshot {
     pub(crate) done: ReversalsDone,
 }
 
-async fn snapshot(state: &InternalState) -> Result<Snapshot, sqlx::Error> {
-    // One refresh at a time: a burst of page loads reads the database once.
-    let mut cached = state.console.counts.lock().await;
-    if let Some(snapshot) = cached.as_ref()
-        && snapshot.taken.elapsed() < COUNTS_MAX_AGE
-    {
-        return Ok(snapshot.clone());
+/// The overview's counts: cached ones while younger than [`COUNTS_MAX_AGE`]; until
+/// [`COUNTS_STALE_MAX`] cached ones too, read again in the background; else read now.
+async fn snapshot(state: &web::Data<InternalState>) -> Result<Snapshot, sqlx::Error> {
+    use std::sync::atomic::Ordering;
+    if let Some(cached) = state.console.counts.lock().await.clone() {
+        let age = cached.taken.elapsed();
+        if age < COUNTS_MAX_AGE {
+            return Ok(cached);
+        }
+        if age < COUNTS_STALE_MAX {
+            if !state.console.refreshing.swap(true, Ordering::AcqRel) {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = refresh_snapshot(&state).await {
+                        tracing::warn!(error = %e, "console: counts not refreshed");
+                    }
+                    state.console.refreshing.store(false, Ordering::Release);
+                });
+            }
+            return Ok(cached);
+        }
     }
+    refresh_snapshot(state).await
+}
+
+/// Reads the overview's counts from the database and caches them.
+async fn refresh_snapshot(state: &InternalState) -> Result<Snapshot, sqlx::Error> {
     let now = state.clock.now();
     let counts = state.store.state_counts(EXACT_COUNT_CAP).await?;
     let estimates = if counts.iter().any(|c| c.capped) {
@@ -411,7 +437,7 @@ async fn snapshot(state: &InternalState) -> Result<Snapshot, sqlx::Error> {
         oldest_due: state.store.oldest_due(now).await?,
         done: state.store.reversals_done(now).await?,
     };
-    *cached = Some(fresh.clone());
+    *state.console.counts.lock().await = Some(fresh.clone());
     Ok(fresh)
 }
 

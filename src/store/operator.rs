@@ -277,14 +277,16 @@ impl Store {
         after: Option<&ListCursor>,
         limit: i64,
     ) -> Result<ListPage, sqlx::Error> {
-        // The first page starts after a row that cannot exist (no cancellation predates 1970),
-        // so every page is the same index condition (an OR with "no cursor" would turn it into
-        // a filter).
-        let (after_at, after_id) = match after {
-            Some(c) => (c.requested_at, c.payment_request_id.as_str()),
-            None => (DateTime::<Utc>::UNIX_EPOCH, ""),
-        };
+        // The first page starts just before the range (before 1970 without one: no row is
+        // there), so every page is the same index condition (an OR with "no cursor" would turn
+        // it into a filter). The range's start is the keyset's start too while no cursor is past
+        // it: PostgreSQL starts the index scan at the row comparison, so a looser one would scan
+        // (and filter out) every row before `from`.
         let (from, before) = between.bounds();
+        let (after_at, after_id) = match after {
+            Some(c) if c.requested_at >= from => (c.requested_at, c.payment_request_id.as_str()),
+            _ => (from - chrono::Duration::microseconds(1), ""),
+        };
         let mut cancellations = sqlx::query_as!(
             CancellationRecord,
             r#"SELECT c.payment_request_id, c.acquirer_id, c.psp_id, c.state, c.result_code,
