@@ -202,8 +202,9 @@ pub fn overview(viewer: &Viewer<'_>, o: &Overview<'_>) -> Markup {
                     }
                 }
                 p.note {
-                    "Counted " (time(&s.taken_at)) " (kept up to "
-                    (super::COUNTS_MAX_AGE.as_secs()) " s). Exact up to "
+                    "Counted " (time(&s.taken_at)) " (read again after "
+                    (super::COUNTS_MAX_AGE.as_secs()) " s, never shown older than "
+                    (super::COUNTS_STALE_MAX.as_secs()) " s). Exact up to "
                     (super::EXACT_COUNT_CAP) " per state; beyond, ≈ is PostgreSQL's estimate."
                 }
             }
