@@ -217,6 +217,7 @@ impl Application {
             engine: engine.as_ref().map(|e| e.health()),
             clock_check: service.clock_check(),
             window: settings.cancel_window()?,
+            console: Arc::new(crate::console::Console::from_settings(settings)),
         });
         let internal = HttpServer::new(move || {
             App::new().configure(|cfg| http::internal::configure(cfg, internal_state.clone()))

@@ -81,6 +81,11 @@ pub struct InternalSettings {
     /// A file holding `token` (read once at start by [`Settings::load`]).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// The operator console's read-only sign-in (`/console`): sees everything, changes nothing.
+    /// Optional; unset or empty: no read-only sign-in. At least [`MIN_INTERNAL_TOKEN_CHARS`]
+    /// characters, and never the same as `token`.
+    #[serde(default)]
+    pub read_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -452,7 +457,42 @@ impl Settings {
             1..=MAX_CLOCK_SKEW_MS,
             "milliseconds (default 1000)",
         )?;
+        self.check_read_token()?;
         Ok(())
+    }
+
+    /// `internal.read_token`, empty counting as unset (as for `internal.token`).
+    pub fn read_token(&self) -> Option<&Secret> {
+        self.internal
+            .read_token
+            .as_ref()
+            .filter(|t| !t.expose().is_empty())
+    }
+
+    /// The read-only console token is as long as the operator's, never equal to it, and never
+    /// one published in the project outside local.
+    fn check_read_token(&self) -> Result<(), Refusal> {
+        let Some(read) = self.read_token() else {
+            return Ok(());
+        };
+        let chars = read.expose().chars().count();
+        if chars < MIN_INTERNAL_TOKEN_CHARS {
+            return Err(Refusal::new(
+                "internal.read_token",
+                format!(
+                    "is {chars} characters long: it must be at least {MIN_INTERNAL_TOKEN_CHARS}"
+                ),
+                "generate one (`openssl rand -hex 32`), or leave it unset",
+            ));
+        }
+        if self.internal_token() == Some(read) {
+            return Err(Refusal::new(
+                "internal.read_token",
+                "is the same as internal.token (a read-only sign-in would act)",
+                "give the read-only sign-in a token of its own",
+            ));
+        }
+        refuse_published_token(self.env, "internal.read_token", read)
     }
 
     /// `internal.token`, where an empty value (e.g. `MPP_CANCEL__INTERNAL__TOKEN=`) counts as
@@ -1282,7 +1322,7 @@ mod tests {
         for bad in [0, MAX_CLOCK_SKEW_MS + 1, u64::MAX] {
             s.server.max_clock_skew_ms = bad;
             let error = s.validate().unwrap_err();
-                        assert!(
+            assert!(
                 error.to_string().contains("server.max_clock_skew_ms"),
                 "{error}"
             );
@@ -1292,6 +1332,29 @@ mod tests {
         assert!(
             chrono::Duration::from_std(std::time::Duration::from_millis(MAX_CLOCK_SKEW_MS)).is_ok()
         );
+    }
+
+    #[test]
+    fn a_read_token_is_long_and_not_the_operator_token() {
+        let mut s = local();
+        s.internal.read_token = Some(Secret::new(""));
+        assert!(s.validate().is_ok());
+        assert_eq!(s.read_token(), None);
+        s.internal.read_token = Some(Secret::new("short-read"));
+        let error = s.validate().unwrap_err();
+        assert!(error.to_string().contains("internal.read_token"), "{error}");
+        assert!(!error.to_string().contains("short-read"), "{error}");
+        s.internal.token = Some(Secret::new("o".repeat(32)));
+        s.internal.read_token = Some(Secret::new("o".repeat(32)));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("same as internal.token")
+        );
+        s.internal.read_token = Some(Secret::new("r".repeat(32)));
+        assert!(s.validate().is_ok());
+        assert!(s.read_token().is_some());
     }
 
     #[test]

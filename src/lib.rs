@@ -49,6 +49,7 @@ pub mod cancel;
 pub mod cli;
 pub mod clock_skew;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod embed;
 pub mod engine;

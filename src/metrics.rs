@@ -50,6 +50,10 @@ pub struct Metrics {
     oldest_open_age_seconds: Gauge<f64, AtomicU64>,
     worker_restarts: Counter,
     ready: Gauge,
+    /// Answers given and those of them `U`, since start (the console's U rate; not exported:
+    /// `requests` already carries them by code).
+    answers_total: Counter,
+    answers_unknown: Counter,
 }
 
 /// The wallet operations the refund engine times (the `call` label).
@@ -166,7 +170,19 @@ impl Metrics {
             oldest_open_age_seconds,
             worker_restarts,
             ready,
+            answers_total: Counter::default(),
+            answers_unknown: Counter::default(),
         }
+    }
+
+    /// Refund workers restarted since this instance started.
+    pub fn worker_restarts(&self) -> u64 {
+        self.worker_restarts.get()
+    }
+
+    /// (answers given, of which `U`) since this instance started.
+    pub fn answers(&self) -> (u64, u64) {
+        (self.answers_total.get(), self.answers_unknown.get())
     }
 
     /// Whether this instance is ready, as `/readyz` decided just before a scrape.
@@ -187,6 +203,10 @@ impl Metrics {
             })
             .inc();
         self.request_seconds.observe(elapsed.as_secs_f64());
+        self.answers_total.inc();
+        if code.status() == crate::protocol::ResultStatus::U {
+            self.answers_unknown.inc();
+        }
     }
 
     pub fn observe_step(&self, outcome: &'static str, to_state: crate::domain::CancellationState) {

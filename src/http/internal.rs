@@ -12,6 +12,7 @@
 //! | POST | /v1/cancellations/{id}/requeue | a `manual_review` row back to work |
 //! | POST | /v1/cancellations/requeue | `{"state":"manual_review","since"?,"dryRun"?}`: in bulk |
 //! | GET  | /v1/settlement-report?date=YYYY-MM-DD&format=csv\|json | a settlement day's cancellations |
+//! | GET  | /console | the operator console, in a browser ([`crate::console`]) |
 //!
 //! Every `/v1` route, reads included (they say which payments were cancelled and when), needs
 //! `Authorization: Bearer {internal.token}`; with no token configured (or an empty one) `/v1`
@@ -54,6 +55,8 @@ pub struct InternalState {
     pub clock_check: Option<Arc<crate::clock_skew::ClockSkewCheck>>,
     /// The cancellable period, for the days a provisional report line may belong to.
     pub window: crate::domain::CancellationWindow,
+    /// The operator console's sign-in and caches (`/console`).
+    pub console: Arc<crate::console::Console>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<InternalState>) {
@@ -62,6 +65,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<InternalState>) 
         .service(resource("/healthz", "GET").route(web::get().to(healthz)))
         .service(resource("/readyz", "GET").route(web::get().to(readyz)))
         .service(resource("/metrics", "GET").route(web::get().to(metrics)))
+        .configure(crate::console::configure)
         .service(
             // One gate in front of the whole scope, so a route added later cannot forget it.
             web::scope("/v1")
@@ -107,7 +111,7 @@ async fn healthz() -> HttpResponse {
 }
 
 /// Ready when the database answers and every migration this build knows is applied.
-async fn readyz(state: web::Data<InternalState>) -> HttpResponse {
+pub(crate) async fn readyz(state: web::Data<InternalState>) -> HttpResponse {
     if let Some(engine) = &state.engine
         && !engine.is_healthy()
     {

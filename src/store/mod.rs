@@ -3,7 +3,9 @@
 
 mod cancellations;
 mod clock;
+mod history;
 mod operator;
+mod overview;
 mod reconcile;
 mod work;
 
@@ -11,12 +13,13 @@ pub use cancellations::{
     CancellationRecord, NewCancellation, Prior, QueuedReversal, Recorded, StoredAnswer,
 };
 
-pub use reconcile::ReconcileHit;
-
+pub use history::{AuditEvent, Reversal};
 pub use operator::{
-    BulkRequeued, DRY_RUN_IDS, ListCursor, ListPage, REQUEUE_CHUNK, RequeueRefused,
-    RequeueSelection,
+    BulkRequeued, DRY_RUN_IDS, ListCursor, ListPage, REQUEUE_CHUNK, RequestedBetween,
+    RequeueRefused, RequeueSelection,
 };
+pub use overview::{ReversalsDone, StateCount};
+pub use reconcile::ReconcileHit;
 pub use work::{
     ClaimedWork, FoundPayment, KnownPayment, MAX_DELAY, Nudged, QueueDepth, ReportLine, WorkError,
     WorkOutcome,

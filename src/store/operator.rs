@@ -266,12 +266,28 @@ impl Store {
         after: Option<&ListCursor>,
         limit: i64,
     ) -> Result<ListPage, sqlx::Error> {
-        // The first page starts after a row that cannot exist (no cancellation predates 1970),
-        // so every page is the same index condition (an OR with "no cursor" would turn it into
-        // a filter).
+        self.in_state_between(state, RequestedBetween::default(), after, limit)
+            .await
+    }
+
+    /// [`Store::in_state`] for the rows requested in `between` only (the console's time range):
+    /// the same single index range scan, bounded on `requested_at` as well.
+    pub async fn in_state_between(
+        &self,
+        state: CancellationState,
+        between: RequestedBetween,
+        after: Option<&ListCursor>,
+        limit: i64,
+    ) -> Result<ListPage, sqlx::Error> {
+        // The first page starts just before the range (before 1970 without one: no row is
+        // there), so every page is the same index condition (an OR with "no cursor" would turn
+        // it into a filter). The range's start is the keyset's start too while no cursor is past
+        // it: PostgreSQL starts the index scan at the row comparison, so a looser one would scan
+        // (and filter out) every row before `from`.
+        let (from, before) = between.bounds();
         let (after_at, after_id) = match after {
-            Some(c) => (c.requested_at, c.payment_request_id.as_str()),
-            None => (DateTime::<Utc>::UNIX_EPOCH, ""),
+            Some(c) if c.requested_at >= from => (c.requested_at, c.payment_request_id.as_str()),
+            _ => (from - chrono::Duration::microseconds(1), ""),
         };
         let mut cancellations = sqlx::query_as!(
             CancellationRecord,
@@ -285,12 +301,15 @@ impl Store {
                  LEFT JOIN refunds r ON r.payment_request_id = c.payment_request_id
                  LEFT JOIN voids v ON v.payment_request_id = c.payment_request_id
                 WHERE c.state = $1 AND (c.requested_at, c.payment_request_id) > ($2, $3)
+                  AND c.requested_at >= $5 AND c.requested_at < $6
                 ORDER BY c.requested_at, c.payment_request_id
                 LIMIT $4"#,
             state.as_str(),
             after_at,
             after_id,
             limit + 1,
+            from,
+            before,
         )
         .fetch_all(&self.pool)
         .await?;
@@ -304,6 +323,66 @@ impl Store {
             cancellations,
             next,
         })
+    }
+
+    /// The cancellations whose paymentRequestId or paymentId is exactly `id` (in `state` when
+    /// given, requested in `between`), oldest first, at most `limit`: two index lookups (the
+    /// primary key and `cancellations_payment_id`).
+    pub async fn find(
+        &self,
+        id: &str,
+        state: Option<CancellationState>,
+        between: RequestedBetween,
+        limit: i64,
+    ) -> Result<Vec<CancellationRecord>, sqlx::Error> {
+        let (from, before) = between.bounds();
+        sqlx::query_as!(
+            CancellationRecord,
+            r#"SELECT c.payment_request_id AS "payment_request_id!", c.acquirer_id AS "acquirer_id!",
+                      c.psp_id AS "psp_id!", c.state AS "state!", c.result_code AS "result_code!",
+                      c.result_status AS "result_status!", c.payment_id, c.payment_status,
+                      c.amount_value, c.currency, c.payment_created_at,
+                      c.settlement_date AS "settlement_date!", c.requested_at AS "requested_at!",
+                      c.updated_at AS "updated_at!", c.attempts AS "attempts!", c.next_attempt_at,
+                      c.last_error,
+                      r.refund_id AS "refund_id?", r.status AS "refund_status?",
+                      v.void_id AS "void_id?", v.status AS "void_status?"
+                 FROM (SELECT * FROM cancellations WHERE payment_request_id = $1
+                       UNION
+                       SELECT * FROM cancellations WHERE payment_id = $1) c
+                 LEFT JOIN refunds r ON r.payment_request_id = c.payment_request_id
+                 LEFT JOIN voids v ON v.payment_request_id = c.payment_request_id
+                WHERE ($2::text IS NULL OR c.state = $2)
+                  AND c.requested_at >= $3 AND c.requested_at < $4
+                ORDER BY c.requested_at, c.payment_request_id
+                LIMIT $5"#,
+            id,
+            state.map(CancellationState::as_str),
+            from,
+            before,
+            limit,
+        )
+        .fetch_all(&self.pool)
+        .await
+    }
+}
+
+/// A range of request times, `[from, before)`; either end open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestedBetween {
+    pub from: Option<DateTime<Utc>>,
+    pub before: Option<DateTime<Utc>>,
+}
+
+impl RequestedBetween {
+    /// Both ends as instants: an open end is one no cancellation can pass.
+    fn bounds(self) -> (DateTime<Utc>, DateTime<Utc>) {
+        (
+            self.from.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            // 9999-12-31T23:59:59Z: inside PostgreSQL's range, after every cancellation.
+            self.before
+                .unwrap_or(DateTime::from_timestamp(253_402_300_799, 0).unwrap_or_default()),
+        )
     }
 }
 

@@ -490,6 +490,16 @@ impl Store {
         payment_request_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Nudged, sqlx::Error> {
+        self.nudge_by(payment_request_id, now, "internal-api").await
+    }
+
+    /// [`Store::nudge`], its audit event naming who asked (`by`: the console's role, say).
+    pub async fn nudge_by(
+        &self,
+        payment_request_id: &str,
+        now: DateTime<Utc>,
+        by: &str,
+    ) -> Result<Nudged, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query!(
             r#"SELECT state, next_attempt_at IS NOT NULL AS "has_work!",
@@ -525,7 +535,7 @@ impl Store {
         .await?;
         sqlx::query!(
             r#"INSERT INTO audit_events (payment_request_id, occurred_at, event, from_state, to_state, detail)
-               VALUES ($1, $2, 'nudged', $3, $4, jsonb_build_object('action', $5::text))"#,
+               VALUES ($1, $2, 'nudged', $3, $4, jsonb_build_object('action', $5::text, 'by', $6::text))"#,
             payment_request_id,
             now,
             state.as_str(),
@@ -534,6 +544,7 @@ impl Store {
                 _ => state.as_str(),
             },
             nudged.action(),
+            by,
         )
         .execute(&mut *tx)
         .await?;
@@ -575,19 +586,11 @@ impl Store {
         &self,
         payment_request_id: &str,
     ) -> Result<Vec<(String, Option<String>, Option<String>, serde_json::Value)>, sqlx::Error> {
-        let rows = sqlx::query!(
-            r#"SELECT event, from_state, to_state, detail::text AS "detail!"
-                 FROM audit_events WHERE payment_request_id = $1 ORDER BY id"#,
-            payment_request_id,
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
+        Ok(self
+            .audit_events(payment_request_id)
+            .await?
             .into_iter()
-            .map(|r| {
-                let detail = serde_json::from_str(&r.detail).unwrap_or(serde_json::Value::Null);
-                (r.event, r.from_state, r.to_state, detail)
-            })
+            .map(|e| (e.event, e.from_state, e.to_state, e.detail))
             .collect())
     }
 }
