@@ -75,7 +75,7 @@ def internal_routes():
     """The unguarded routes of the internal listener, as src/http/internal.rs mounts them."""
     source = read("src/http/internal.rs")
     body = source.split("pub fn configure", 1)[1].split("web::scope", 1)[0]
-    return set(re.findall(r'\.route\("(/[^"]*)"', body))
+    return set(re.findall(r'(?:\.route|\bresource)\("(/[^"]*)"', body))
 
 
 def rust_const(path, name):
