@@ -12,6 +12,7 @@ mod engine;
 mod failover;
 mod idempotency;
 mod internal_api;
+mod money_moved;
 mod money_path;
 mod operations;
 mod seeds;
