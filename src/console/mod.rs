@@ -641,11 +641,7 @@ async fn requeue(
         Ok(viewer) => viewer,
         Err(refusal) => return refusal,
     };
-    match state
-        .store
-        .requeue(&id, viewer.role.actor())
-        .await
-    {
+    match state.store.requeue(&id, viewer.role.actor()).await {
         Ok(Some(_)) => {
             state.wake.notify_one();
             back_to(&id, "requeued")
