@@ -534,3 +534,59 @@ async fn an_untrusted_id_cannot_forge_fields_or_lines_in_the_text_log() {
         "no field outside the quoted value: {line}"
     );
 }
+
+/// `show` counts close attempts apart from refund attempts (issue 18): a demo payment in flight,
+/// cancelled, is closed by the engine (nothing to refund) with one close attempt and no refund
+/// attempt.
+#[tokio::test]
+async fn show_counts_close_attempts_apart_from_refund_attempts() {
+    let (db_url, pool) = fresh_database().await;
+    let env = [("DATABASE_URL", db_url.clone())];
+    let (ok, _, stderr) = run_cli(
+        &[
+            "demo",
+            "pay",
+            "--payment-request-id",
+            "inflight-1",
+            "--status",
+            "PROCESSING",
+            "--amount",
+            "900",
+        ],
+        &env,
+    );
+    assert!(ok, "{stderr}");
+    let service = ServiceProcess::start(&db_url, &[]);
+    service.wait_until_up().await;
+    let body = serde_json::json!({
+        "acquirerId": common::ACQUIRER_ID, "pspId": common::PSP_ID,
+        "paymentRequestId": "inflight-1"
+    });
+    let answer = reqwest::Client::new()
+        .post(service.cancel_url())
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(answer.contains("\"resultStatus\":\"S\""), "{answer}");
+    let mut state = String::new();
+    for _ in 0..200 {
+        state = state_of(&pool, "inflight-1").await;
+        if state == "nothing_to_refund" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(state, "nothing_to_refund");
+
+    let (ok, stdout, stderr) = run_cli(&["show", "inflight-1"], &env);
+    assert!(ok, "{stderr}");
+    let record: serde_json::Value = serde_json::from_str(&stdout).expect("show prints JSON");
+    assert_eq!(record["closeAttempts"], 1, "{record}");
+    assert_eq!(record["attempts"], 0, "{record}");
+    assert_eq!(record["refundedValue"], serde_json::Value::Null, "{record}");
+}

@@ -32,6 +32,11 @@ struct Ledger {
     void_failures_left: Mutex<u32>,
     /// The hold is captured before the void arrives: the void answers ALREADY_CAPTURED.
     captured_before_void: Mutex<bool>,
+    /// With `captured_before_void`: the merchant captured only this (and refunded part of it):
+    /// (amount, refundedAmount) as the lookup then reports them.
+    partial_capture: Mutex<Option<(Value, Value)>>,
+    /// The reference a SUCCEEDED refund answer carries (default `LEDGER-1`).
+    refund_reference: Mutex<Option<String>>,
 }
 
 fn authorized(req: &HttpRequest) -> bool {
@@ -96,6 +101,10 @@ async fn void(
         Some(p) if p["status"] == "AUTHORIZED" => {
             if *ledger.captured_before_void.lock().unwrap() {
                 p["status"] = json!("SUCCESS");
+                if let Some((amount, refunded)) = ledger.partial_capture.lock().unwrap().clone() {
+                    p["amount"] = amount;
+                    p["refundedAmount"] = refunded;
+                }
                 json!({"status": "ALREADY_CAPTURED"})
             } else {
                 // Released: the payment took no money.
@@ -196,8 +205,14 @@ async fn refund(
         *failures -= 1;
         return HttpResponse::ServiceUnavailable().body("busy");
     }
+    let reference = ledger
+        .refund_reference
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(|| "LEDGER-1".into());
     HttpResponse::Ok()
-        .json(json!({"status": "SUCCEEDED", "reference": "LEDGER-1", "amount": body["amount"]}))
+        .json(json!({"status": "SUCCEEDED", "reference": reference, "amount": body["amount"]}))
 }
 
 #[tokio::test]
@@ -371,6 +386,99 @@ async fn an_authorization_captured_before_its_void_is_refunded_once_in_full() {
             .await
             .unwrap();
     assert_eq!(void_status, "captured");
+}
+
+/// A partial capture (issue 18): the hold of 7300 became a charge of 5000, of which the merchant
+/// already refunded 1000. The void answers ALREADY_CAPTURED; the binary looks the payment up and
+/// refunds what the user was charged, 4000, never the whole authorization.
+#[tokio::test]
+async fn a_partially_captured_authorization_is_refunded_what_was_charged() {
+    let id = "2026112200075";
+    let ledger = web::Data::new(Ledger::default());
+    ledger
+        .payments
+        .lock()
+        .unwrap()
+        .insert(id.into(), authorization(id, "LEDGER-AUTH-75"));
+    *ledger.captured_before_void.lock().unwrap() = true;
+    *ledger.partial_capture.lock().unwrap() = Some((
+        json!({"value": "5000", "currency": "PHP"}),
+        json!({"value": "1000", "currency": "PHP"}),
+    ));
+    let wallet_url = start_wallet(&ledger);
+    let (db_url, pool) = fresh_database().await;
+    let service = http_wallet_service(&db_url, wallet_url);
+    service.wait_until_up().await;
+
+    let answer = cancel_with_curl(&service, id);
+    assert_eq!(answer["result"]["resultCode"], "SUCCESS", "{answer}");
+    let state = state_after(&pool, id, "refunded").await;
+    assert_eq!(state, "refunded", "{}", service.log_text());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refunds = ledger.refunds.lock().unwrap().clone();
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!(
+        refunds[0]["amount"],
+        json!({"value": "4000", "currency": "PHP"})
+    );
+    let status: String = sqlx::query_scalar(
+        "SELECT payment_status FROM cancellations WHERE payment_request_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(status, "SUCCESS", "not AUTHORIZED beside a refund");
+}
+
+/// A refund answered SUCCEEDED with a reference that cannot be stored (issue 18): the money
+/// moved, so the row goes to manual review at once with the refund recorded as succeeded, and
+/// the refund is never ordered again (it used to be a transient error, re-sent for an hour).
+#[tokio::test]
+async fn a_success_with_a_reference_that_cannot_be_stored_is_money_moved_not_an_error() {
+    let id = "2026112200043";
+    let ledger = web::Data::new(Ledger::default());
+    ledger.payments.lock().unwrap().insert(
+        id.into(),
+        json!({
+            "paymentRequestId": id, "paymentId": "LEDGER-PAY-43", "status": "SUCCESS",
+            "amount": {"value": "2500", "currency": "PHP"},
+            "createdAt": chrono::Utc::now().to_rfc3339(),
+        }),
+    );
+    *ledger.refund_reference.lock().unwrap() = Some("LEDGER\u{1}43".into());
+    let wallet_url = start_wallet(&ledger);
+    let (db_url, pool) = fresh_database().await;
+    let service = http_wallet_service(&db_url, wallet_url);
+    service.wait_until_up().await;
+
+    let answer = cancel_with_curl(&service, id);
+    assert_eq!(answer["result"]["resultCode"], "SUCCESS", "{answer}");
+    let state = state_after(&pool, id, "manual_review").await;
+    assert_eq!(state, "manual_review", "{}", service.log_text());
+    // Time for a retry (backoff 20 ms) to arrive, if there were one.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        ledger.refunds.lock().unwrap().len(),
+        1,
+        "ordered once, never again"
+    );
+    let (status, refunded, reference): (String, Option<i64>, Option<String>) = sqlx::query_as(
+        "SELECT status, refunded_value, wallet_reference FROM refunds WHERE payment_request_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((status.as_str(), refunded), ("succeeded", Some(2500)));
+    assert_eq!(reference, None, "the reference itself is not stored");
+    let why: String =
+        sqlx::query_scalar("SELECT last_error FROM cancellations WHERE payment_request_id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(why.contains("the refund succeeded, but"), "{why}");
 }
 
 /// A wallet.base_url that reaches a server, but not the wallet: every path is a plain 404.

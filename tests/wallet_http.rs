@@ -846,13 +846,32 @@ async fn wallet_identifiers_that_cannot_be_stored_are_bad_answers() {
         let server = Server::always(Reply::json(200, body)).await;
         assert_bad_answer(wallet(&server).payment("PR-1").await, bad);
 
+        // A refund that succeeded with such a reference is still money that moved: passed on
+        // (bounded) for the engine to record as moved and hand to a person, never an error
+        // that would order it again.
         let server = Server::always(Reply::json(
             200,
             json!({"status": "SUCCEEDED", "reference": bad,
                    "amount": {"value": "1500", "currency": "JPY"}}),
         ))
         .await;
-        assert_bad_answer(wallet(&server).refund(&order()).await, bad);
+        match wallet(&server).refund(&order()).await {
+            Ok(RefundOutcome::Succeeded {
+                amount: Some(amount),
+                reference: Some(reference),
+            }) => {
+                assert_eq!(amount, jpy(1500));
+                assert!(
+                    reference.chars().count() <= 129 && bad.starts_with(&reference),
+                    "{bad:?} -> {reference:?}"
+                );
+                assert!(
+                    mpp_cancel::domain::untrusted::identifier("reference", &reference).is_err(),
+                    "still refused by the engine: {reference:?}"
+                );
+            }
+            other => panic!("{bad:?}: expected Succeeded, got {other:?}"),
+        }
     }
     // At the limit: accepted as sent.
     let fits = "R".repeat(128);
@@ -1045,7 +1064,7 @@ async fn void_answers_outside_the_contract_are_bad_answers() {
 }
 
 #[tokio::test]
-async fn void_references_that_cannot_be_stored_are_bad_answers() {
+async fn void_references_that_cannot_be_stored_are_passed_on_as_voided() {
     let long = "V".repeat(129);
     for bad in [
         "VD\u{0}1",
@@ -1055,12 +1074,19 @@ async fn void_references_that_cannot_be_stored_are_bad_answers() {
         "VD\u{85}1",
         long.as_str(),
     ] {
+        // The hold was released: passed on for the engine to record (manual review), never a
+        // transient error.
         let server = Server::always(Reply::json(
             200,
             json!({"status": "VOIDED", "reference": bad}),
         ))
         .await;
-        assert_bad_answer(wallet(&server).void(&void_order()).await, bad);
+        match wallet(&server).void(&void_order()).await {
+            Ok(VoidOutcome::Voided {
+                reference: Some(reference),
+            }) => assert!(bad.starts_with(&reference), "{bad:?} -> {reference:?}"),
+            other => panic!("{bad:?}: expected Voided, got {other:?}"),
+        }
     }
     // At the limit: accepted as sent, never altered.
     let fits = "V".repeat(128);

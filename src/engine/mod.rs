@@ -362,17 +362,16 @@ impl RefundEngine {
                                 "the outcome of the wallet call could not be recorded: {e}"
                             ));
                             tracing::error!(payment_request_id = %outcome.payment_request_id, %reason, "set aside for manual review");
-                            if self
-                                .store
-                                .set_aside(
-                                    now,
-                                    &outcome.payment_request_id,
-                                    outcome.lease_token,
-                                    outcome.from,
-                                    &reason,
-                                )
-                                .await?
-                            {
+                            // Money that moved is kept as moved; only if even that is refused
+                            // does the row go aside without it.
+                            let set_aside =
+                                match self.store.set_aside(now, outcome, &reason, true).await {
+                                    Err(e) if is_about_the_data(&e) => {
+                                        self.store.set_aside(now, outcome, &reason, false).await
+                                    }
+                                    other => other,
+                                };
+                            if set_aside? {
                                 recorded.push(outcome.payment_request_id.clone());
                             }
                         }
@@ -457,6 +456,7 @@ impl RefundEngine {
         let policy = &self.config.policy;
         let mut found = None;
         let mut reference = None;
+        let mut refund_after_capture = None;
         let step = match (item.state, &item.refund, &item.void) {
             _ if item.problem.is_some() => {
                 step::manual_review("inconsistent", item.problem.clone().unwrap_or_default())
@@ -470,6 +470,10 @@ impl RefundEngine {
                     item.attempt
                 ),
             ),
+            // The wallet already confirmed this refund: finished without ordering it again.
+            (CancellationState::RefundPending, Some(order), _) if item.refunded.is_some() => {
+                step::refund_recorded(order.amount, item.refunded.unwrap_or(order.amount))
+            }
             (CancellationState::RefundPending, Some(order), _) => {
                 let answer = self
                     .call(
@@ -488,22 +492,48 @@ impl RefundEngine {
                 reference = keep_reference(&mut step, "refund", answered.as_deref());
                 step
             }
+            (CancellationState::VoidPending, _, Some(_))
+                if item.void_status.as_deref() == Some("voided") =>
+            {
+                step::void_recorded()
+            }
             (CancellationState::VoidPending, _, Some(order)) => {
-                let answer = self
-                    .call(
-                        &item.payment_request_id,
-                        &mut calls,
-                        "void",
-                        self.wallet.void(order),
-                    )
-                    .await;
-                let answered = match &answer {
-                    Ok(VoidOutcome::Voided { reference }) => reference.clone(),
-                    _ => None,
+                let captured = if item.void_status.as_deref() == Some("captured") {
+                    // The wallet already said the hold was captured: no void again, only the
+                    // lookup of what the user was charged.
+                    None
+                } else {
+                    let answer = self
+                        .call(
+                            &item.payment_request_id,
+                            &mut calls,
+                            "void",
+                            self.wallet.void(order),
+                        )
+                        .await;
+                    let answered = match &answer {
+                        Ok(VoidOutcome::Voided { reference }) => reference.clone(),
+                        _ => None,
+                    };
+                    let mut step = step::after_void(policy, item.attempt, jitter, answer);
+                    reference = keep_reference(&mut step, "void", answered.as_deref());
+                    Some(step)
                 };
-                let mut step = step::after_void(policy, item.attempt, jitter, answer);
-                reference = keep_reference(&mut step, "void", answered.as_deref());
-                step
+                match captured {
+                    Some(step) if step.void_status != Some("captured") => step,
+                    _ => {
+                        // Captured: refund what the user was charged, as the wallet now reports
+                        // it, never the whole authorization unseen.
+                        let id = &item.payment_request_id;
+                        let answer = self
+                            .call(id, &mut calls, "payment", self.wallet.payment(id))
+                            .await;
+                        let (step, owed) =
+                            step::after_capture_lookup(policy, item.attempt, jitter, order, answer);
+                        refund_after_capture = owed;
+                        step
+                    }
+                }
             }
             (CancellationState::AwaitingOutcome, _, _) => {
                 let id = &item.payment_request_id;
@@ -569,7 +599,12 @@ impl RefundEngine {
                 format!("claimed in state {state} without work to do"),
             ),
         };
-        self.outcome(item, step, calls, found, reference)
+        let mut outcome = self.outcome(item, step, calls, found, reference);
+        if let Some(owed) = refund_after_capture {
+            outcome.detail["refundAfterCapture"] = json!(owed.to_string());
+        }
+        outcome.refund_after_capture = refund_after_capture;
+        outcome
     }
 
     /// The outcome to record for a step; every text in it made fit to store.
@@ -604,11 +639,14 @@ impl RefundEngine {
             refund_status: step.refund_status,
             void_status: step.void_status,
             wallet_reference,
+            refunded: step.refunded,
+            refund_after_capture: None,
             detail: json!({
                 "attempt": item.attempt,
                 "outcome": step.outcome,
                 "error": error,
                 "refundId": item.refund.as_ref().map(|r| r.refund_id),
+                "refunded": step.refunded.map(|m| m.to_string()),
                 "voidId": item.void.as_ref().map(|v| v.void_id),
                 "corrected": found.as_ref().map(|f| json!({
                     "paymentId": f.payment_id,

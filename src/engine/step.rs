@@ -22,6 +22,9 @@ pub struct Step {
     pub error: Option<String>,
     /// The wallet's outcome in one word, for the audit log.
     pub outcome: &'static str,
+    /// What the wallet says it refunded, when it says the money moved (whatever the amount):
+    /// recorded with the refund, which is then final.
+    pub refunded: Option<Money>,
 }
 
 /// Retry limits and pacing.
@@ -87,6 +90,7 @@ impl RowStatus {
             void_status,
             error: None,
             outcome: "",
+            refunded: None,
         }
     }
 }
@@ -107,19 +111,14 @@ pub fn after_refund(
     owed: Money,
     answer: Result<RefundOutcome, WalletError>,
 ) -> Step {
-    use CancellationState::{ManualReview, RefundPending, Refunded};
+    use CancellationState::{ManualReview, RefundPending};
     match answer {
-        Ok(RefundOutcome::Succeeded { amount, .. }) => match amount {
-            Some(paid) if paid != owed => Step {
-                to: ManualReview,
-                error: Some(format!(
-                    "the wallet refunded {paid}, the cancellation owes {owed}"
-                )),
-                outcome: "amount_mismatch",
-                ..RowStatus::Refund("failed").step()
-            },
-            _ => done(Refunded, RowStatus::Refund("succeeded"), "succeeded"),
-        },
+        // The money moved, whatever the amount: the refund is recorded as succeeded with what
+        // the wallet says it gave back (never ordered again); another amount than owed is for a
+        // person to settle.
+        Ok(RefundOutcome::Succeeded { amount, .. }) => {
+            refund_recorded(owed, amount.unwrap_or(owed))
+        }
         Ok(RefundOutcome::Pending) => policy.again(
             RefundPending,
             attempt,
@@ -145,9 +144,122 @@ pub fn after_refund(
     }
 }
 
+/// A refund the wallet confirmed (`refunded` moved, `owed` was ordered): `refunded` when the
+/// amounts agree, manual review when they differ; in both cases the refund is `succeeded` and
+/// final. Also how a requeued or re-claimed row whose refund already succeeded is finished,
+/// without a wallet call.
+pub fn refund_recorded(owed: Money, refunded: Money) -> Step {
+    use CancellationState::{ManualReview, Refunded};
+    if refunded != owed {
+        return Step {
+            to: ManualReview,
+            error: Some(format!(
+                "the wallet refunded {refunded}, the cancellation owes {owed}"
+            )),
+            outcome: "amount_mismatch",
+            refunded: Some(refunded),
+            ..RowStatus::Refund("succeeded").step()
+        };
+    }
+    Step {
+        refunded: Some(refunded),
+        ..done(Refunded, RowStatus::Refund("succeeded"), "succeeded")
+    }
+}
+
+/// A claimed `void_pending` row whose void the wallet already confirmed: finished without a
+/// wallet call.
+pub fn void_recorded() -> Step {
+    done(
+        CancellationState::Voided,
+        RowStatus::Void("voided"),
+        "already_voided",
+    )
+}
+
+/// What the lookup after a void answered `ALREADY_CAPTURED` means: the refund of what the user
+/// was charged (the captured amount minus what was refunded of it already), or why a person must
+/// look. The void's own word (`captured`) is kept whatever the lookup says.
+pub fn after_capture_lookup(
+    policy: &RetryPolicy,
+    attempt: i32,
+    jitter: f64,
+    order: &crate::wallet::VoidOrder,
+    answer: Result<Option<Payment>, WalletError>,
+) -> (Step, Option<Money>) {
+    use CancellationState::{RefundPending, VoidPending};
+    let captured = RowStatus::Void("captured");
+    let refuse = |why: String| {
+        (
+            Step {
+                error: Some(format!(
+                    "the void answered ALREADY_CAPTURED, but {why}; nothing was refunded"
+                )),
+                outcome: "inconsistent_wallet",
+                ..captured.step()
+            },
+            None,
+        )
+    };
+    let p = match answer {
+        Err(e) => {
+            let step = policy.again(
+                VoidPending,
+                attempt,
+                jitter,
+                "error",
+                Some(e.to_string()),
+                captured,
+            );
+            return (step, None);
+        }
+        Ok(None) => return refuse("the lookup cannot find the payment".into()),
+        Ok(Some(p)) => p,
+    };
+    if p.payment_request_id != order.payment_request_id {
+        return refuse("the lookup answered about another paymentRequestId".into());
+    }
+    if p.status != PaymentStatus::Success {
+        return refuse(format!("the lookup says {}", p.status.as_str()));
+    }
+    if p.payment_id != order.payment_id {
+        return refuse(format!(
+            "the lookup reports payment {}, the hold was {}",
+            untrusted::text(&p.payment_id),
+            untrusted::text(&order.payment_id)
+        ));
+    }
+    if p.amount.currency != order.amount.currency {
+        return refuse(format!(
+            "the capture is in {}, the authorization in {}",
+            p.amount.currency, order.amount.currency
+        ));
+    }
+    if p.amount.minor_units > order.amount.minor_units {
+        return refuse(format!(
+            "the capture ({}) is above the authorization ({})",
+            p.amount, order.amount
+        ));
+    }
+    let owed = p.amount.minor_units - p.refunded_minor_units;
+    let Ok(owed) = Money::new(owed, p.amount.currency) else {
+        return refuse(format!(
+            "the merchant already refunded {} of the {} captured",
+            p.refunded_minor_units, p.amount
+        ));
+    };
+    let step = Step {
+        to: RefundPending,
+        retry_in: Some(Duration::ZERO),
+        outcome: "already_captured",
+        ..captured.step()
+    };
+    (step, Some(owed))
+}
+
 /// After a `void` call for a `void_pending` cancellation. `AlreadyCaptured` leads to
-/// `refund_pending`, due at once: the hold became a charge, so the full amount the void was for
-/// is refunded instead (the store queues that refund from the void row).
+/// `refund_pending`, due at once: the hold became a charge; the caller must look the payment up
+/// ([`after_capture_lookup`]) to refund what the user was actually charged.
 pub fn after_void(
     policy: &RetryPolicy,
     attempt: i32,
@@ -275,6 +387,21 @@ pub fn manual_review(outcome: &'static str, error: String) -> Step {
     }
 }
 
+/// Whether a close that found `closed` and a lookup that says `looked_up` can both be true of
+/// one payment, one of them answering from before the other's news: the lookup still in flight
+/// (PROCESSING) or still holding an authorization the close saw captured (AUTHORIZED after
+/// ALREADY_SUCCEEDED), or the close still seeing an authorization the lookup saw captured
+/// (SUCCESS after ALREADY_AUTHORIZED). Payments only move forward (PROCESSING, then AUTHORIZED,
+/// then SUCCESS), so those are retried; anything else (FAILED beside a success or a hold) is a
+/// contradiction for a person.
+fn lagging(closed: PaymentStatus, looked_up: PaymentStatus) -> bool {
+    use PaymentStatus::{Authorized, Processing, Success};
+    matches!(
+        (closed, looked_up),
+        (Success | Authorized, Processing) | (Success, Authorized) | (Authorized, Success)
+    )
+}
+
 /// What the lookup after a close that found a success means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FoundAfterClose {
@@ -309,11 +436,15 @@ pub fn found_after_close(
         return Refuse("the wallet's lookup answered about another paymentRequestId".into());
     }
     if p.status != expected {
-        return Refuse(format!(
+        let said = format!(
             "the wallet's close said the payment is {}, its lookup says {}",
             expected.as_str(),
             p.status.as_str()
-        ));
+        );
+        return match lagging(expected, p.status) {
+            true => Retry(format!("{said}: one of them is behind; asking again")),
+            false => Refuse(said),
+        };
     }
     if p.refunded_minor_units > 0 {
         return Refuse(format!(
@@ -435,13 +566,21 @@ mod tests {
             found_after_close("p", PaymentStatus::Success, known, p, &window)
         };
         assert!(matches!(check(None, None), FoundAfterClose::Retry(_)));
+        // The lookup is behind the close: asked again, not a person's problem.
+        for behind in [PaymentStatus::Processing, PaymentStatus::Authorized] {
+            let p = Payment {
+                status: behind,
+                ..ok()
+            };
+            assert!(matches!(check(None, Some(p)), FoundAfterClose::Retry(_)));
+        }
         let refused = [
             Payment {
                 payment_request_id: "q".into(),
                 ..ok()
             },
             Payment {
-                status: PaymentStatus::Processing,
+                status: PaymentStatus::Failed,
                 ..ok()
             },
             Payment {
@@ -514,7 +653,87 @@ mod tests {
             1,
         );
         assert_eq!(step.to, ManualReview);
+        assert_eq!(
+            (step.refund_status, step.refunded),
+            (Some("succeeded"), Some(jpy(99))),
+            "the money moved: recorded as moved, with what moved"
+        );
         assert!(step.error.unwrap().contains("99 JPY"));
+    }
+
+    #[test]
+    fn a_refund_already_confirmed_is_finished_from_what_was_recorded() {
+        let same = refund_recorded(jpy(100), jpy(100));
+        assert_eq!((same.to, same.retry_in), (Refunded, None));
+        let other = refund_recorded(jpy(100), jpy(60));
+        assert_eq!(
+            (other.to, other.refund_status),
+            (ManualReview, Some("succeeded"))
+        );
+        assert_eq!(void_recorded().to, Voided);
+    }
+
+    fn hold(amount: i64) -> crate::wallet::VoidOrder {
+        crate::wallet::VoidOrder {
+            void_id: uuid::Uuid::nil(),
+            payment_request_id: "p".into(),
+            payment_id: "w-1".into(),
+            amount: jpy(amount),
+        }
+    }
+
+    #[test]
+    fn a_captured_hold_refunds_what_was_charged_and_nothing_when_inconsistent() {
+        let order = hold(10_000);
+        let charged = |amount: i64, refunded: i64| Payment {
+            amount: jpy(amount),
+            refunded_minor_units: refunded,
+            ..succeeded("p", "2026-11-20T10:00:00+08:00")
+        };
+        let lookup = |p: Option<Payment>| after_capture_lookup(&POLICY, 1, 0.5, &order, Ok(p));
+        // A partial capture; a capture the merchant partly refunded already.
+        for (p, owed) in [(charged(6000, 0), 6000), (charged(6000, 1500), 4500)] {
+            let (step, refund) = lookup(Some(p));
+            assert_eq!(
+                (step.to, step.void_status, refund),
+                (RefundPending, Some("captured"), Some(jpy(owed)))
+            );
+        }
+        let (full, refund) = lookup(Some(charged(10_000, 0)));
+        assert_eq!((full.to, refund), (RefundPending, Some(jpy(10_000))));
+        let usd = Payment {
+            amount: Money::new(6000, Currency::parse("USD").unwrap()).unwrap(),
+            ..charged(6000, 0)
+        };
+        let inconsistent = [
+            None,
+            Some(charged(10_001, 0)),
+            Some(charged(6000, 6000)),
+            Some(usd),
+            Some(Payment {
+                status: PaymentStatus::Authorized,
+                ..charged(6000, 0)
+            }),
+            Some(Payment {
+                payment_id: "w-2".into(),
+                ..charged(6000, 0)
+            }),
+        ];
+        for p in inconsistent {
+            let (step, refund) = lookup(p.clone());
+            assert_eq!(
+                (step.to, step.void_status, refund),
+                (ManualReview, Some("captured"), None),
+                "{p:?}"
+            );
+        }
+        let (error, refund) =
+            after_capture_lookup(&POLICY, 1, 0.5, &order, Err(WalletError::Timeout(1)));
+        assert_eq!(
+            (error.to, error.void_status, refund),
+            (VoidPending, Some("captured"), None),
+            "asked again later, without voiding again"
+        );
     }
 
     #[test]
@@ -631,7 +850,8 @@ mod tests {
                 ..
             })
         ));
-        // The close said authorized, the lookup says otherwise (or the reverse): no reversal.
+        // The close said authorized, the lookup says captured (or the reverse): one of them is
+        // behind, so both are asked again; a failure beside either is a contradiction.
         assert!(matches!(
             found_after_close(
                 "p",
@@ -640,12 +860,28 @@ mod tests {
                 Some(succeeded("p", "2026-11-20T10:00:00+08:00")),
                 &window
             ),
-            FoundAfterClose::Refuse(_)
+            FoundAfterClose::Retry(_)
         ));
         assert!(matches!(
-            found_after_close("p", PaymentStatus::Success, None, Some(authorized), &window),
-            FoundAfterClose::Refuse(_)
+            found_after_close(
+                "p",
+                PaymentStatus::Success,
+                None,
+                Some(authorized.clone()),
+                &window
+            ),
+            FoundAfterClose::Retry(_)
         ));
+        let failed = Payment {
+            status: PaymentStatus::Failed,
+            ..authorized
+        };
+        for expected in [PaymentStatus::Authorized, PaymentStatus::Success] {
+            assert!(matches!(
+                found_after_close("p", expected, None, Some(failed.clone()), &window),
+                FoundAfterClose::Refuse(_)
+            ));
+        }
     }
 
     #[test]

@@ -98,11 +98,20 @@ pub struct CancellationRecord {
     pub settlement_date: NaiveDate,
     pub requested_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Refund (or void) attempts.
     pub attempts: i32,
+    /// Close attempts (asking the wallet to stop a payment in flight), counted apart.
+    pub close_attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub refund_id: Option<uuid::Uuid>,
     pub refund_status: Option<String>,
+    /// What the refund orders, in minor units of `currency`: the payment's amount, or what the
+    /// user was charged when a hold was captured (the captured amount minus what was refunded).
+    pub refund_value: Option<i64>,
+    /// What the wallet said it refunded (with `refundStatus` succeeded, whatever the amount).
+    pub refunded_value: Option<i64>,
+    pub refunded_currency: Option<String>,
     /// The release of an authorization hold, for a cancelled AUTHORIZED payment.
     pub void_id: Option<uuid::Uuid>,
     pub void_status: Option<String>,
@@ -199,27 +208,44 @@ impl Store {
             "error": new.last_error,
         });
         let inserted = sqlx::query_scalar!(
-            r#"WITH decided AS (
+            r#"WITH refunded_by AS (
+                 -- One paymentId is refunded at most once: a second paymentRequestId mapping to
+                 -- a paymentId already refunded (or owed a refund) is accepted, and its refund
+                 -- left to a person (a unique key catches two such decisions at once).
+                 SELECT min(payment_request_id) AS other FROM refunds
+                  WHERE payment_id = $16 AND payment_request_id <> $1),
+               decided AS (
                  INSERT INTO cancellations
                    (payment_request_id, acquirer_id, psp_id, state, result_code, result_status,
                     response_body, payment_id, payment_status, amount_value, currency,
                     payment_created_at, settlement_date, requested_at, updated_at, next_attempt_at,
                     last_error)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14,
-                         CASE WHEN $15::bool THEN now() END, $23)
+                 SELECT $1, $2, $3,
+                        CASE WHEN b.other IS NULL THEN $4 ELSE 'manual_review' END,
+                        $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14,
+                        CASE WHEN b.other IS NULL AND $15::bool THEN now() END,
+                        CASE WHEN b.other IS NOT NULL
+                             THEN 'paymentId ' || $16 || ' is already refunded for paymentRequestId '
+                                  || b.other || '; this cancellation was accepted and is not refunded again'
+                             ELSE $23
+                        END
+                   FROM refunded_by b
                  ON CONFLICT (payment_request_id) DO NOTHING
-                 RETURNING payment_request_id),
+                 RETURNING payment_request_id, state, last_error),
                refund AS (
                  INSERT INTO refunds (payment_request_id, payment_id, amount_value, currency, created_at)
                  SELECT payment_request_id, $16, $17, $18, $14 FROM decided
-                  WHERE $16::text IS NOT NULL),
+                  WHERE $16::text IS NOT NULL AND decided.state = 'refund_pending'),
                void AS (
                  INSERT INTO voids (payment_request_id, payment_id, amount_value, currency, created_at)
                  SELECT payment_request_id, $20, $21, $22, $14 FROM decided
                   WHERE $20::text IS NOT NULL),
                audit AS (
                  INSERT INTO audit_events (payment_request_id, occurred_at, event, to_state, detail)
-                 SELECT payment_request_id, $14, 'cancel_decided', $4, $19::text::jsonb FROM decided)
+                 SELECT payment_request_id, $14, 'cancel_decided', state,
+                        $19::text::jsonb || CASE WHEN last_error IS NULL THEN '{}'::jsonb
+                                                 ELSE jsonb_build_object('error', last_error) END
+                   FROM decided)
                SELECT count(*) AS "inserted!" FROM decided"#,
             new.payment_request_id,
             new.acquirer_id,
@@ -267,8 +293,13 @@ impl Store {
             r#"SELECT c.payment_request_id, c.acquirer_id, c.psp_id, c.state, c.result_code,
                       c.result_status, c.payment_id, c.payment_status, c.amount_value, c.currency,
                       c.payment_created_at, c.settlement_date, c.requested_at, c.updated_at,
-                      c.attempts, c.next_attempt_at, c.last_error,
+                      c.attempts, c.close_attempts, c.next_attempt_at, c.last_error,
                       r.refund_id AS "refund_id?", r.status AS "refund_status?",
+                      r.amount_value AS "refund_value?",
+                      CASE WHEN r.status = 'succeeded' THEN coalesce(r.refunded_value, r.amount_value) END
+                        AS "refunded_value?",
+                      CASE WHEN r.status = 'succeeded' THEN coalesce(r.refunded_currency, r.currency) END
+                        AS "refunded_currency?",
                       v.void_id AS "void_id?", v.status AS "void_status?"
                  FROM cancellations c
                  LEFT JOIN refunds r ON r.payment_request_id = c.payment_request_id

@@ -112,8 +112,14 @@ pub struct BulkRequeued {
 
 impl Store {
     /// Puts a `manual_review` cancellation back to work with fresh attempts, due at once on the
-    /// database's clock (never the instance's or the operator's host's). Returns the state it
-    /// went back to, or None if it was not in manual review.
+    /// database's clock (never the instance's or the operator's host's). Returns the state
+    /// it went back to, or None if it was not in manual review.
+    ///
+    /// Money that moved is never ordered again: a row whose refund the wallet confirmed is
+    /// finished as `refunded` (or stays in `manual_review`, returned as such, when the wallet
+    /// refunded another amount than owed: that is for a person to settle), one whose void it
+    /// confirmed as `voided`, without a wallet call; a void the wallet answered `captured` goes
+    /// back to `void_pending` and is not voided again (the engine looks up what was charged).
     pub async fn requeue(
         &self,
         payment_request_id: &str,
@@ -121,17 +127,32 @@ impl Store {
     ) -> Result<Option<CancellationState>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let state = sqlx::query_scalar!(
-            r#"UPDATE cancellations c
-                  SET state = CASE WHEN EXISTS (SELECT 1 FROM refunds r
-                                                 WHERE r.payment_request_id = c.payment_request_id)
-                                   THEN 'refund_pending'
-                                   WHEN EXISTS (SELECT 1 FROM voids v
-                                                 WHERE v.payment_request_id = c.payment_request_id)
-                                   THEN 'void_pending' ELSE 'awaiting_outcome' END,
-                      attempts = 0, close_attempts = 0, next_attempt_at = now(), last_error = NULL, nudged_at = NULL,
-                      lease_expires_at = NULL, lease_token = NULL, updated_at = now()
-                WHERE payment_request_id = $1 AND state = 'manual_review'
-            RETURNING state"#,
+            r#"WITH target AS (
+                 SELECT c.payment_request_id,
+                        CASE WHEN r.status = 'succeeded'
+                             THEN CASE WHEN coalesce(r.refunded_value, r.amount_value) = r.amount_value
+                                        AND coalesce(r.refunded_currency, r.currency) = r.currency
+                                       THEN 'refunded' ELSE 'manual_review' END
+                             WHEN r.payment_request_id IS NOT NULL THEN 'refund_pending'
+                             WHEN v.status = 'voided' THEN 'voided'
+                             WHEN v.payment_request_id IS NOT NULL THEN 'void_pending'
+                             ELSE 'awaiting_outcome' END AS state
+                   FROM cancellations c
+                   LEFT JOIN refunds r ON r.payment_request_id = c.payment_request_id
+                   LEFT JOIN voids v ON v.payment_request_id = c.payment_request_id
+                  WHERE c.payment_request_id = $1 AND c.state = 'manual_review'
+                    FOR UPDATE OF c)
+               UPDATE cancellations c
+                  SET state = t.state,
+                      attempts = CASE WHEN t.state = 'manual_review' THEN c.attempts ELSE 0 END,
+                      close_attempts = CASE WHEN t.state = 'manual_review' THEN c.close_attempts ELSE 0 END,
+                      next_attempt_at = CASE WHEN t.state IN ('refund_pending', 'void_pending', 'awaiting_outcome')
+                                             THEN now() END,
+                      last_error = CASE WHEN t.state = 'manual_review' THEN c.last_error END,
+                      nudged_at = NULL, lease_expires_at = NULL, lease_token = NULL, updated_at = now()
+                 FROM target t
+                WHERE c.payment_request_id = t.payment_request_id
+            RETURNING c.state AS "state!""#,
             payment_request_id,
         )
         .fetch_optional(&mut *tx)
@@ -156,7 +177,9 @@ impl Store {
         .await?;
         sqlx::query!(
             r#"INSERT INTO audit_events (payment_request_id, occurred_at, event, from_state, to_state, detail)
-               VALUES ($1, now(), 'requeued', 'manual_review', $2, jsonb_build_object('by', $3::text))"#,
+               VALUES ($1, now(), 'requeued', 'manual_review', $2,
+                       jsonb_build_object('by', $3::text, 'walletCall',
+                                          $2 IN ('refund_pending', 'void_pending', 'awaiting_outcome')))"#,
             payment_request_id,
             state,
             by,
@@ -184,10 +207,14 @@ impl Store {
             .await?;
         if dry_run {
             let rows = sqlx::query!(
-                r#"SELECT payment_request_id, count(*) OVER () AS "total!"
-                     FROM cancellations
-                    WHERE state = 'manual_review' AND updated_at >= $1 AND updated_at <= $2
-                    ORDER BY updated_at, payment_request_id
+                r#"SELECT c.payment_request_id, count(*) OVER () AS "total!"
+                     FROM cancellations c
+                     LEFT JOIN refunds r ON r.payment_request_id = c.payment_request_id
+                    WHERE c.state = 'manual_review' AND c.updated_at >= $1 AND c.updated_at <= $2
+                      AND NOT coalesce(r.status = 'succeeded'
+                               AND (coalesce(r.refunded_value, r.amount_value) <> r.amount_value
+                                    OR coalesce(r.refunded_currency, r.currency) <> r.currency), false)
+                    ORDER BY c.updated_at, c.payment_request_id
                     LIMIT $3"#,
                 since,
                 now,
@@ -206,21 +233,32 @@ impl Store {
             // wallet still failing) is not taken round again, so the loop ends.
             let moved = sqlx::query_scalar!(
                 r#"WITH picked AS (
-                     SELECT payment_request_id FROM cancellations
-                      WHERE state = 'manual_review' AND updated_at >= $1 AND updated_at <= $2
-                      ORDER BY updated_at, payment_request_id
+                     -- A refund that succeeded for another amount stays for a person: not picked,
+                     -- so it is neither counted nor taken round again.
+                     SELECT c.payment_request_id,
+                            CASE WHEN r.status = 'succeeded' THEN 'refunded'
+                                 WHEN r.payment_request_id IS NOT NULL THEN 'refund_pending'
+                                 WHEN v.status = 'voided' THEN 'voided'
+                                 WHEN v.payment_request_id IS NOT NULL THEN 'void_pending'
+                                 ELSE 'awaiting_outcome' END AS target
+                       FROM cancellations c
+                       LEFT JOIN refunds r ON r.payment_request_id = c.payment_request_id
+                       LEFT JOIN voids v ON v.payment_request_id = c.payment_request_id
+                      WHERE c.state = 'manual_review' AND c.updated_at >= $1 AND c.updated_at <= $2
+                        AND NOT coalesce(r.status = 'succeeded'
+                                 AND (coalesce(r.refunded_value, r.amount_value) <> r.amount_value
+                                      OR coalesce(r.refunded_currency, r.currency) <> r.currency), false)
+                      ORDER BY c.updated_at, c.payment_request_id
                       LIMIT $3
-                      FOR UPDATE),
+                      FOR UPDATE OF c),
                    requeued AS (
                      UPDATE cancellations c
-                        SET state = CASE WHEN EXISTS (SELECT 1 FROM refunds r
-                                                       WHERE r.payment_request_id = c.payment_request_id)
-                                         THEN 'refund_pending'
-                                         WHEN EXISTS (SELECT 1 FROM voids v
-                                                       WHERE v.payment_request_id = c.payment_request_id)
-                                         THEN 'void_pending' ELSE 'awaiting_outcome' END,
-                            attempts = 0, close_attempts = 0, next_attempt_at = now(), last_error = NULL, nudged_at = NULL,
-                            lease_expires_at = NULL, lease_token = NULL, updated_at = now()
+                        SET state = picked.target,
+                            attempts = 0, close_attempts = 0,
+                            next_attempt_at = CASE WHEN picked.target IN ('refund_pending', 'void_pending', 'awaiting_outcome')
+                                                   THEN $2::timestamptz END,
+                            last_error = NULL, nudged_at = NULL,
+                            lease_expires_at = NULL, lease_token = NULL, updated_at = $2
                        FROM picked
                       WHERE c.payment_request_id = picked.payment_request_id
                         AND c.state = 'manual_review'
@@ -294,8 +332,13 @@ impl Store {
             r#"SELECT c.payment_request_id, c.acquirer_id, c.psp_id, c.state, c.result_code,
                       c.result_status, c.payment_id, c.payment_status, c.amount_value, c.currency,
                       c.payment_created_at, c.settlement_date, c.requested_at, c.updated_at,
-                      c.attempts, c.next_attempt_at, c.last_error,
+                      c.attempts, c.close_attempts, c.next_attempt_at, c.last_error,
                       r.refund_id AS "refund_id?", r.status AS "refund_status?",
+                      r.amount_value AS "refund_value?",
+                      CASE WHEN r.status = 'succeeded' THEN coalesce(r.refunded_value, r.amount_value) END
+                        AS "refunded_value?",
+                      CASE WHEN r.status = 'succeeded' THEN coalesce(r.refunded_currency, r.currency) END
+                        AS "refunded_currency?",
                       v.void_id AS "void_id?", v.status AS "void_status?"
                  FROM cancellations c
                  LEFT JOIN refunds r ON r.payment_request_id = c.payment_request_id
@@ -343,9 +386,14 @@ impl Store {
                       c.result_status AS "result_status!", c.payment_id, c.payment_status,
                       c.amount_value, c.currency, c.payment_created_at,
                       c.settlement_date AS "settlement_date!", c.requested_at AS "requested_at!",
-                      c.updated_at AS "updated_at!", c.attempts AS "attempts!", c.next_attempt_at,
-                      c.last_error,
+                      c.updated_at AS "updated_at!", c.attempts AS "attempts!",
+                      c.close_attempts AS "close_attempts!", c.next_attempt_at, c.last_error,
                       r.refund_id AS "refund_id?", r.status AS "refund_status?",
+                      r.amount_value AS "refund_value?",
+                      CASE WHEN r.status = 'succeeded' THEN coalesce(r.refunded_value, r.amount_value) END
+                        AS "refunded_value?",
+                      CASE WHEN r.status = 'succeeded' THEN coalesce(r.refunded_currency, r.currency) END
+                        AS "refunded_currency?",
                       v.void_id AS "void_id?", v.status AS "void_status?"
                  FROM (SELECT * FROM cancellations WHERE payment_request_id = $1
                        UNION

@@ -24,7 +24,8 @@ pub struct ClaimedWork {
     /// answer of the wallet's about it must agree.
     pub known_payment: Option<KnownPayment>,
     /// What is inconsistent about the stored row, if anything: the engine sends such a row to
-    /// manual review instead of failing the whole batch it was claimed with.
+    /// manual review instead of failing the whole batch it was claimed with. A row whose state
+    /// this build cannot read is claimed as `manual_review` with the reason here.
     pub problem: Option<String>,
     /// T, when it was learnt from the wallet (the payment's creation time is stored): it is
     /// kept, and a later lookup that says otherwise is a contradiction.
@@ -32,6 +33,12 @@ pub struct ClaimedWork {
     /// The earliest arrival the cancel was judged by: a payment unknown then and found later
     /// has its window judged again, by its true T, against this.
     pub first_arrival: DateTime<Utc>,
+    /// What the wallet already confirmed it refunded for this row's refund (a `succeeded`
+    /// refund): the row is finished without ordering it again.
+    pub refunded: Option<Money>,
+    /// The void row's status (`voided`: finished without a wallet call; `captured`: the refund
+    /// of what was charged is looked up without voiding again).
+    pub void_status: Option<String>,
 }
 
 /// The payment's facts stored with a cancellation.
@@ -77,6 +84,12 @@ pub struct WorkOutcome {
     pub found: Option<FoundPayment>,
     /// The audit event's detail: the wallet calls made, their outcomes and durations.
     pub detail: serde_json::Value,
+    /// What the wallet says it refunded, with a refund status `succeeded` (whatever the
+    /// amount): recorded with the refund.
+    pub refunded: Option<Money>,
+    /// With a void `captured` and `to` refund_pending: the refund to queue, what the user was
+    /// actually charged (captured minus already refunded).
+    pub refund_after_capture: Option<Money>,
 }
 
 /// What a nudge did.
@@ -172,7 +185,9 @@ impl Store {
                       r.amount_value AS "refund_amount?", r.currency AS "refund_currency?",
                       v.void_id AS "void_id?", v.payment_id AS "void_payment_id?",
                       v.amount_value AS "void_amount?", v.currency AS "void_currency?",
-                      v.status AS "void_status?",
+                      v.status AS "void_status?", r.status AS "refund_status?",
+                      coalesce(r.refunded_value, r.amount_value) AS "refunded_value?",
+                      coalesce(r.refunded_currency, r.currency) AS "refunded_currency?",
                       c.settlement_date, c.payment_created_at IS NOT NULL AS "day_learnt!",
                       c.requested_at"#,
             now,
@@ -183,10 +198,16 @@ impl Store {
         .await?;
         rows.into_iter()
             .map(|row| {
-                let corrupt = |why: String| WorkError::Corrupt(row.payment_request_id.clone(), why);
-                let state: CancellationState =
-                    row.state.parse().map_err(|e| corrupt(format!("{e}")))?;
                 let mut problem = None;
+                // A state this build cannot read (a newer version's, a hand edit) sets this one
+                // row aside, never its batch.
+                let state: CancellationState = row.state.parse().unwrap_or_else(|e| {
+                    problem = Some(format!(
+                        "unreadable state {:?}: {e}",
+                        crate::domain::untrusted::text(&row.state)
+                    ));
+                    CancellationState::ManualReview
+                });
                 let money = |value: i64, currency: &str| {
                     Currency::parse(currency).and_then(|c| Money::new(value, c))
                 };
@@ -255,12 +276,29 @@ impl Store {
                 if state == CancellationState::VoidPending {
                     if void.is_none() {
                         problem.get_or_insert_with(|| "void_pending without a void".into());
-                    } else if refund.is_some() || row.void_status.as_deref() == Some("captured") {
+                    } else if refund.is_some() {
                         problem.get_or_insert_with(|| {
                             "void_pending for a hold already captured and refunded".into()
                         });
                     }
                 }
+                let refunded = match (
+                    row.refund_status.as_deref(),
+                    row.refunded_value,
+                    row.refunded_currency,
+                ) {
+                    (Some("succeeded"), Some(value), Some(currency)) => {
+                        match money(value, &currency) {
+                            Ok(amount) => Some(amount),
+                            Err(e) => {
+                                problem
+                                    .get_or_insert_with(|| format!("stored refunded amount: {e}"));
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
                 let attempt = match state {
                     CancellationState::AwaitingOutcome => row.close_attempts,
                     _ => row.attempts,
@@ -276,6 +314,8 @@ impl Store {
                     problem,
                     learnt_day: row.day_learnt.then_some(row.settlement_date),
                     first_arrival: row.requested_at,
+                    refunded,
+                    void_status: row.void_status,
                 })
             })
             .collect()
@@ -328,7 +368,16 @@ impl Store {
         let mut found_created = Vec::with_capacity(n);
         let mut found_days = Vec::with_capacity(n);
         let mut details = Vec::with_capacity(n);
+        let mut refunded_values = Vec::with_capacity(n);
+        let mut refunded_currencies = Vec::with_capacity(n);
+        let mut after_capture_values = Vec::with_capacity(n);
+        let mut after_capture_currencies = Vec::with_capacity(n);
         for o in outcomes {
+            refunded_values.push(o.refunded.map(|m| m.minor_units));
+            refunded_currencies.push(o.refunded.map(|m| m.currency.code().to_owned()));
+            after_capture_values.push(o.refund_after_capture.map(|m| m.minor_units));
+            after_capture_currencies
+                .push(o.refund_after_capture.map(|m| m.currency.code().to_owned()));
             ids.push(o.payment_request_id.clone());
             tokens.push(o.lease_token);
             from.push(o.from.as_str().to_owned());
@@ -352,17 +401,26 @@ impl Store {
                  SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[],
                                       $5::float8[], $6::text[], $7::text[], $8::text[],
                                       $9::text[], $10::int8[], $11::text[], $12::text[],
-                                      $13::timestamptz[], $14::date[], $15::text[], $17::text[])
+                                      $13::timestamptz[], $14::date[], $15::text[], $17::text[],
+                                      $18::int8[], $19::text[], $20::int8[], $21::text[])
                    AS u(id, token, from_state, to_state, retry_in, last_error, refund_status,
                         reference, found_payment_id, found_amount, found_currency, found_status,
-                        found_created_at, found_day, detail, void_status)),
+                        found_created_at, found_day, detail, void_status, refunded_value,
+                        refunded_currency, after_capture_value, after_capture_currency)),
                done AS (
                  UPDATE cancellations c
-                    SET state = u.to_state,
-                        -- Due times on the database's clock: a nudge that waited makes it due now.
-                        next_attempt_at = CASE WHEN c.nudged_at IS NOT NULL AND u.retry_in IS NOT NULL
+                    -- A nudge that waited while the row was leased is honoured whatever the
+                    -- attempt found: a close that ends nothing_to_refund reopens the row, as the
+                    -- same nudge a moment later would. Due times on the database's clock.
+                    SET state = CASE WHEN c.nudged_at IS NOT NULL AND u.to_state = 'nothing_to_refund'
+                                     THEN 'awaiting_outcome' ELSE u.to_state END,
+                        next_attempt_at = CASE WHEN c.nudged_at IS NOT NULL AND u.to_state = 'nothing_to_refund'
+                                               THEN now()
+                                               WHEN c.nudged_at IS NOT NULL AND u.retry_in IS NOT NULL
                                                THEN now()
                                                ELSE now() + make_interval(secs => u.retry_in) END,
+                        close_attempts = CASE WHEN c.nudged_at IS NOT NULL AND u.to_state = 'nothing_to_refund'
+                                              THEN 0 ELSE c.close_attempts END,
                         last_error = u.last_error, nudged_at = NULL,
                         -- A captured hold is refunded afresh: the void's attempts are not the
                         -- refund's.
@@ -374,7 +432,9 @@ impl Store {
                         payment_id = coalesce(u.found_payment_id, c.payment_id),
                         amount_value = coalesce(u.found_amount, c.amount_value),
                         currency = coalesce(u.found_currency, c.currency),
-                        payment_status = coalesce(u.found_status, c.payment_status),
+                        -- A captured hold is a charge: the record says SUCCESS beside its refund.
+                        payment_status = CASE WHEN u.void_status = 'captured' AND u.to_state = 'refund_pending'
+                                              THEN 'SUCCESS' ELSE coalesce(u.found_status, c.payment_status) END,
                         -- A T learnt from the wallet is kept (DESIGN.md, "Settlement").
                         payment_created_at = coalesce(c.payment_created_at, u.found_created_at),
                         settlement_date = CASE WHEN c.payment_created_at IS NULL
@@ -382,10 +442,15 @@ impl Store {
                                                ELSE c.settlement_date END
                    FROM u
                   WHERE c.payment_request_id = u.id AND c.lease_token = u.token
-                 RETURNING c.payment_request_id),
+                 RETURNING c.payment_request_id, c.state),
                refund_update AS (
                  UPDATE refunds r
                     SET status = u.refund_status,
+                        -- What moved, once: a refund already succeeded keeps what it recorded.
+                        refunded_value = CASE WHEN r.status = 'succeeded' THEN r.refunded_value
+                                              ELSE u.refunded_value END,
+                        refunded_currency = CASE WHEN r.status = 'succeeded' THEN r.refunded_currency
+                                                 ELSE u.refunded_currency END,
                         wallet_reference = coalesce(u.reference, r.wallet_reference),
                         completed_at = CASE WHEN u.refund_status IN ('succeeded', 'failed')
                                             THEN $16 ELSE r.completed_at END
@@ -405,11 +470,14 @@ impl Store {
                    FROM u JOIN done ON done.payment_request_id = u.id
                   WHERE u.found_payment_id IS NOT NULL AND u.to_state = 'refund_pending'
                  UNION ALL
-                 -- The hold was captured: the refund of the full amount the void was for.
-                 SELECT v.payment_request_id, v.payment_id, v.amount_value, v.currency, $16
+                 -- The hold was captured: the refund of what the user was charged (the lookup's
+                 -- captured amount minus what was refunded of it already).
+                 SELECT v.payment_request_id, v.payment_id, u.after_capture_value,
+                        u.after_capture_currency, $16
                    FROM u JOIN done ON done.payment_request_id = u.id
                    JOIN voids v ON v.payment_request_id = u.id
                   WHERE u.void_status = 'captured' AND u.to_state = 'refund_pending'
+                    AND u.after_capture_value IS NOT NULL
                  ON CONFLICT (payment_request_id) DO NOTHING),
                void_insert AS (
                  INSERT INTO voids (payment_request_id, payment_id, amount_value, currency, created_at)
@@ -419,7 +487,10 @@ impl Store {
                  ON CONFLICT (payment_request_id) DO NOTHING),
                audit AS (
                  INSERT INTO audit_events (payment_request_id, occurred_at, event, from_state, to_state, detail)
-                 SELECT u.id, $16, 'wallet_call', u.from_state, u.to_state, u.detail::jsonb
+                 SELECT u.id, $16, 'wallet_call', u.from_state, done.state,
+                        u.detail::jsonb || CASE WHEN done.state <> u.to_state
+                                                THEN jsonb_build_object('reopenedByNudge', true)
+                                                ELSE '{}'::jsonb END
                    FROM u JOIN done ON done.payment_request_id = u.id)
                SELECT payment_request_id AS "payment_request_id!" FROM done"#,
             &ids,
@@ -439,6 +510,10 @@ impl Store {
             &details,
             now,
             &void_status as &[Option<String>],
+            &refunded_values as &[Option<i64>],
+            &refunded_currencies as &[Option<String>],
+            &after_capture_values as &[Option<i64>],
+            &after_capture_currencies as &[Option<String>],
         )
         .fetch_all(&self.pool)
         .await?;
@@ -447,15 +522,24 @@ impl Store {
 
     /// The last resort for one claimed row whose outcome could not be written: it goes to
     /// `manual_review` with the reason, alone, so the rest of its batch is not held back.
-    /// Nothing the wallet said is written (it may be what the database refused).
+    /// Nothing else the wallet said is written (it may be what the database refused), except,
+    /// with `keep_moved`, that money moved: a refund the wallet confirmed is recorded
+    /// `succeeded` with what it refunded, a void `voided` (or `captured`), so the row is never
+    /// ordered again. Without `keep_moved` (when even that was refused) only the row moves.
     pub async fn set_aside(
         &self,
         now: DateTime<Utc>,
-        payment_request_id: &str,
-        lease_token: Uuid,
-        from: CancellationState,
+        outcome: &WorkOutcome,
         reason: &str,
+        keep_moved: bool,
     ) -> Result<bool, sqlx::Error> {
+        let refund_final = outcome
+            .refund_status
+            .filter(|s| keep_moved && *s == "succeeded");
+        let refunded = outcome.refunded.filter(|_| refund_final.is_some());
+        let void_final = outcome
+            .void_status
+            .filter(|s| keep_moved && matches!(*s, "voided" | "captured"));
         let updated = sqlx::query!(
             r#"WITH done AS (
                  UPDATE cancellations
@@ -463,16 +547,34 @@ impl Store {
                         lease_expires_at = NULL, lease_token = NULL, nudged_at = NULL,
                         updated_at = now()
                   WHERE payment_request_id = $2 AND lease_token = $3
-                 RETURNING payment_request_id)
+                 RETURNING payment_request_id),
+               refund_moved AS (
+                 UPDATE refunds r
+                    SET status = 'succeeded', completed_at = $1,
+                        refunded_value = coalesce($7, r.amount_value),
+                        refunded_currency = coalesce($8, r.currency)
+                   FROM done
+                  WHERE r.payment_request_id = done.payment_request_id AND $6::text IS NOT NULL
+                    AND r.status <> 'succeeded'),
+               void_moved AS (
+                 UPDATE voids v SET status = $9, completed_at = $1
+                   FROM done
+                  WHERE v.payment_request_id = done.payment_request_id AND $9::text IS NOT NULL
+                    AND v.status NOT IN ('voided', 'captured'))
                INSERT INTO audit_events (payment_request_id, occurred_at, event, from_state, to_state, detail)
                SELECT payment_request_id, $1, 'set_aside', $5, 'manual_review',
-                      jsonb_build_object('reason', $4::text)
+                      jsonb_build_object('reason', $4::text, 'refundStatus', $6::text,
+                                         'voidStatus', $9::text)
                  FROM done"#,
             now,
-            payment_request_id,
-            lease_token,
+            outcome.payment_request_id,
+            outcome.lease_token,
             reason,
-            from.as_str(),
+            outcome.from.as_str(),
+            refund_final,
+            refunded.map(|m| m.minor_units),
+            refunded.map(|m| m.currency.code()),
+            void_final,
         )
         .execute(&self.pool)
         .await?

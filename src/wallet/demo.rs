@@ -1,6 +1,8 @@
 //! A wallet kept in PostgreSQL (`demo_payments`, `demo_refunds`), for trying the service locally
 //! with `mpp-cancel demo pay`. It behaves like a well-mannered ledger: refunds dedupe on
-//! `refund_id`, voids on `void_id`, closing a PROCESSING payment fails it. An AUTHORIZED payment
+//! `refund_id`, voids on `void_id`, closing a PROCESSING payment fails it, and a refund is refused
+//! (FAILED) unless the payment is SUCCESS, not refunded yet and owes at least the amount ordered,
+//! as a real ledger would refuse it. An AUTHORIZED payment
 //! (a card authorization) is released by `void` (status VOIDED, reported as FAILED by lookups: it
 //! took no money) or captured by `mpp-cancel demo capture` (status SUCCESS), so a void that comes
 //! after the capture answers ALREADY_CAPTURED.
@@ -159,33 +161,72 @@ impl Wallet for DemoWallet {
 
     async fn refund(&self, order: &RefundOrder) -> Result<RefundOutcome, WalletError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let inserted = sqlx::query!(
-            r#"INSERT INTO demo_refunds (refund_id, payment_request_id, amount_value, currency)
-               VALUES ($1, $2, $3, $4) ON CONFLICT (refund_id) DO NOTHING"#,
-            order.refund_id,
-            order.payment_request_id,
-            order.amount.minor_units,
-            order.amount.currency.code(),
+        // The payment's row lock serializes refunds (and captures) of one payment.
+        let payment = sqlx::query!(
+            r#"SELECT status, amount_value, currency, refunded_value
+                 FROM demo_payments WHERE payment_request_id = $1 FOR UPDATE"#,
+            order.payment_request_id
         )
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(unavailable)?
-        .rows_affected();
-        if inserted == 1 {
-            sqlx::query!(
-                "UPDATE demo_payments SET refunded_value = refunded_value + $2 WHERE payment_request_id = $1",
-                order.payment_request_id,
-                order.amount.minor_units,
-            )
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(RefundOutcome::Succeeded {
-            amount: Some(order.amount),
+        .map_err(unavailable)?;
+        let seen = sqlx::query_scalar!(
+            "SELECT amount_value FROM demo_refunds WHERE refund_id = $1",
+            order.refund_id
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let succeeded = |value: i64| RefundOutcome::Succeeded {
+            amount: Money::new(value, order.amount.currency).ok(),
             reference: Some(order.refund_id.to_string()),
-        })
+        };
+        let refused = |reason: String| RefundOutcome::Failed { reason };
+        let outcome = match (seen, payment) {
+            // A repeat of a refund already performed: the same answer, no second effect.
+            (Some(value), _) => succeeded(value),
+            (None, None) => refused("no such payment".into()),
+            (None, Some(p)) if p.status != "SUCCESS" => {
+                refused(format!("the payment is {}, nothing was charged", p.status))
+            }
+            (None, Some(p)) if p.refunded_value > 0 => refused(format!(
+                "the payment was already refunded ({})",
+                p.refunded_value
+            )),
+            (None, Some(p))
+                if p.currency != order.amount.currency.code()
+                    || order.amount.minor_units > p.amount_value =>
+            {
+                refused(format!(
+                    "the refund ({}) is more than the payment ({} {})",
+                    order.amount, p.amount_value, p.currency
+                ))
+            }
+            (None, Some(_)) => {
+                sqlx::query!(
+                    r#"INSERT INTO demo_refunds (refund_id, payment_request_id, amount_value, currency)
+                       VALUES ($1, $2, $3, $4)"#,
+                    order.refund_id,
+                    order.payment_request_id,
+                    order.amount.minor_units,
+                    order.amount.currency.code(),
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                sqlx::query!(
+                    "UPDATE demo_payments SET refunded_value = refunded_value + $2 WHERE payment_request_id = $1",
+                    order.payment_request_id,
+                    order.amount.minor_units,
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                succeeded(order.amount.minor_units)
+            }
+        };
+        tx.commit().await.map_err(unavailable)?;
+        Ok(outcome)
     }
 
     async fn void(&self, order: &VoidOrder) -> Result<VoidOutcome, WalletError> {

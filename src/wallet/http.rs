@@ -14,10 +14,12 @@
 //! proxy's page) is an error, or a misrouted wallet would turn every cancel into `S` for a
 //! payment it never looked up. A 404 on close, refund or void is always an error.
 //!
-//! What the wallet sends back is untrusted input that ends up in the database: identifiers
-//! (`paymentId`, `reference`) are refused as a [`WalletError::BadAnswer`] when they hold a
-//! control character (NUL cannot be stored at all) or exceed [`MAX_WALLET_ID_CHARS`]: cleaning
-//! an identifier would change it, and a changed id is a wrong id. Free text (a refusal's
+//! What the wallet sends back is untrusted input that ends up in the database: a `paymentId` is
+//! refused as a [`WalletError::BadAnswer`] when it holds a control character (NUL cannot be
+//! stored at all) or exceeds [`MAX_WALLET_ID_CHARS`]: cleaning an identifier would change it, and
+//! a changed id is a wrong id. The `reference` of a refund or void that succeeded is passed on as
+//! it came (bounded): the money moved, so the engine records the success and sends the row to
+//! manual review when the reference cannot be stored, never retries it as an error. Free text (a refusal's
 //! `message`) is only read by people: control characters are flattened and it is capped at
 //! `MAX_TEXT_CHARS` (200), so it can always be written.
 //!
@@ -317,19 +319,15 @@ impl HttpWallet {
         self.body(operation, response).await
     }
 
-    /// The wallet's reference for a refund or void, checked (an empty one counts as none).
-    fn reference(
-        &self,
-        operation: &str,
-        reference: Option<String>,
-    ) -> Result<Option<String>, WalletError> {
-        match reference {
-            Some(reference) if !reference.is_empty() => {
-                self.identifier(operation, "reference", &reference)?;
-                Ok(Some(reference))
-            }
-            _ => Ok(None),
-        }
+    /// The wallet's reference for a refund or void that it says succeeded, passed on unchecked
+    /// (an empty one counts as none): the money moved, so the answer must reach the engine, which
+    /// records the success and sends the row to manual review when the reference cannot be
+    /// stored, instead of a transient error that would keep ordering it again. Cut just past
+    /// the longest storable identifier, so it stays refused and bounded.
+    fn reference_of_success(reference: Option<String>) -> Option<String> {
+        reference
+            .filter(|r| !r.is_empty())
+            .map(|r| r.chars().take(MAX_WALLET_ID_CHARS + 1).collect())
     }
 
     /// Why the wallet refused a refund or void: its message made fit to store, or a default.
@@ -454,7 +452,7 @@ impl Wallet for HttpWallet {
                     .map_err(|e| self.bad(OP, format_args!("amount: {e}")))?;
                 Ok(RefundOutcome::Succeeded {
                     amount: Some(amount),
-                    reference: self.reference(OP, wire.reference)?,
+                    reference: Self::reference_of_success(wire.reference),
                 })
             }
             "PENDING" => Ok(RefundOutcome::Pending),
@@ -478,7 +476,7 @@ impl Wallet for HttpWallet {
         let wire: WireVoidAnswer = self.decode(OP, &body)?;
         match wire.status.as_str() {
             "VOIDED" => Ok(VoidOutcome::Voided {
-                reference: self.reference(OP, wire.reference)?,
+                reference: Self::reference_of_success(wire.reference),
             }),
             "PENDING" => Ok(VoidOutcome::Pending),
             "ALREADY_CAPTURED" => Ok(VoidOutcome::AlreadyCaptured),

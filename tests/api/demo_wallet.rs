@@ -191,3 +191,64 @@ async fn a_captured_authorization_answers_already_captured() {
         VoidOutcome::Failed { .. }
     ));
 }
+
+/// Like a real ledger, the demo wallet refuses a refund of a payment that took no money or was
+/// already refunded (issue 18); a repeat of a refund it performed is answered as before.
+#[tokio::test]
+async fn a_refund_of_a_payment_not_charged_or_already_refunded_is_refused() {
+    let db = TestDb::new().await;
+    let wallet = DemoWallet::new(db.pool.clone());
+    for (id, status) in [
+        ("failed", PaymentStatus::Failed),
+        ("processing", PaymentStatus::Processing),
+        ("authorized", PaymentStatus::Authorized),
+        ("paid", PaymentStatus::Success),
+    ] {
+        wallet.create_payment(&payment(id, status)).await.unwrap();
+    }
+    wallet
+        .create_payment(&NewDemoPayment {
+            refunded_minor_units: 100,
+            ..payment("partly-refunded", PaymentStatus::Success)
+        })
+        .await
+        .unwrap();
+    let order = |id: &str, amount: i64| RefundOrder {
+        refund_id: uuid::Uuid::new_v4(),
+        payment_request_id: id.into(),
+        payment_id: format!("demo-{id}"),
+        amount: Money::new(amount, Currency::parse("HKD").unwrap()).unwrap(),
+    };
+    for id in [
+        "failed",
+        "processing",
+        "authorized",
+        "partly-refunded",
+        "unknown",
+    ] {
+        let answer = wallet.refund(&order(id, 2500)).await.unwrap();
+        assert!(
+            matches!(answer, RefundOutcome::Failed { .. }),
+            "{id}: {answer:?}"
+        );
+    }
+    assert!(matches!(
+        wallet.refund(&order("paid", 2501)).await.unwrap(),
+        RefundOutcome::Failed { .. }
+    ));
+    let first = order("paid", 2500);
+    let done = wallet.refund(&first).await.unwrap();
+    assert!(matches!(done, RefundOutcome::Succeeded { .. }), "{done:?}");
+    assert_eq!(
+        wallet.refund(&first).await.unwrap(),
+        done,
+        "a repeat is answered as before"
+    );
+    assert!(
+        matches!(
+            wallet.refund(&order("paid", 2500)).await.unwrap(),
+            RefundOutcome::Failed { .. }
+        ),
+        "a second refund of a refunded payment is refused"
+    );
+}

@@ -15,6 +15,7 @@ mod failover;
 mod idempotency;
 mod internal_api;
 mod load_shedding;
+mod money_moved;
 mod money_path;
 mod operations;
 mod seeds;

@@ -414,6 +414,8 @@ async fn a_nudge_while_a_worker_holds_the_row_is_not_lost() {
         wallet_reference: None,
         found: None,
         detail: serde_json::json!({}),
+        refunded: None,
+        refund_after_capture: None,
     };
     assert_eq!(
         store.complete(SystemClock.now(), &[outcome]).await.unwrap(),
